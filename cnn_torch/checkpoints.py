@@ -1,0 +1,155 @@
+"""Self-describing checkpoints, loaded only with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors and builtins: the ``state_dict`` plus what it
+takes to rebuild the model and use it (model name and constructor arguments, input
+shape, class names, pixel scaling), the epoch and History, library versions, and for
+resumable ``last.pt`` files the optimizer state and every random-number state.
+Nothing in it is a pickled object, so loading it can never run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import platform
+import random
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from cnn_torch.errors import UserError
+from cnn_torch.fileio import atomic_write
+from cnn_torch.history import History
+from cnn_torch.models import build_model
+
+FORMAT = "cnn-torch-checkpoint"
+FORMAT_VERSION = 1
+# How pixels become model inputs: the lesson's ``/ 255.0``, nothing else.
+NORMALISATION = {"scale": 1 / 255.0, "mean": None, "std": None}
+
+
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
+
+
+def rng_state() -> dict:
+    """Every random-number state a run draws from, as tensors and builtins."""
+    state = {"torch": torch.get_rng_state(), "python": _python_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        state["numpy"] = [name, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss]
+    except ImportError:  # pragma: no cover - numpy comes with pandas
+        pass
+    return state
+
+
+def _python_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
+
+
+def make_checkpoint(
+    model: nn.Module,
+    *,
+    class_names: list[str],
+    epoch: int,
+    history: History,
+    optimizer: torch.optim.Optimizer | None = None,
+    seed: int | None = None,
+    resumable: bool = False,
+) -> dict:
+    """The checkpoint dict; ``epoch`` is the number of finished epochs."""
+    checkpoint = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_name": model.model_name,
+        "model_kwargs": dict(model.model_kwargs),
+        "input_shape": list(model.input_shape),
+        "class_names": list(class_names),
+        "normalisation": dict(NORMALISATION),
+        "epoch": epoch,
+        "history": history.to_dict(),
+        "seed": seed,
+        "versions": versions(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    if resumable:
+        checkpoint["optimizer"] = {"name": type(optimizer).__name__, "state_dict": optimizer.state_dict()}
+        checkpoint["rng"] = rng_state()
+    return checkpoint
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> Path:
+    """Write atomically: a crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        torch.save(checkpoint, f)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load with ``weights_only=True``; every failure is one line that names the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: pass the model.pt, best.pt or last.pt of a run")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Unsupported" in str(error):
+            raise UserError(
+                f"checkpoint {path} holds Python objects that could run code when loaded;"
+                " refused (only weights_only-safe cnn-torch checkpoints are loaded)"
+            ) from None
+        raise UserError(f"checkpoint {path} is corrupt ({error}): use another checkpoint of the run") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0][:80]
+        raise UserError(
+            f"checkpoint {path} is truncated or not a checkpoint ({reason}): use another checkpoint of the run"
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise UserError(f"{path} is not a cnn-torch checkpoint: pass a model.pt, best.pt or last.pt written by cnn-torch")
+    if checkpoint.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"checkpoint {path} has format version {checkpoint.get('format_version')!r}; this cnn-torch"
+            f" reads version {FORMAT_VERSION}: use the cnn-torch version that wrote it"
+        )
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict) -> nn.Module:
+    """Rebuild the model from the checkpoint alone and load its weights."""
+    model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
+    load_weights(model, checkpoint)
+    return model
+
+
+def load_weights(model: nn.Module, checkpoint: dict) -> None:
+    if checkpoint["model_name"] != getattr(model, "model_name", None):
+        raise UserError(
+            f"the checkpoint holds a {checkpoint['model_name']} but the model is a"
+            f" {getattr(model, 'model_name', type(model).__name__)}: pass --model {checkpoint['model_name']}"
+        )
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        reason = str(error).splitlines()[0]
+        raise UserError(f"the checkpoint's weights do not fit this model ({reason}): build it with the same arguments") from None

@@ -1,0 +1,634 @@
+"""The lesson's data: CIFAR-10, a folder of images, or a generated offline data set.
+
+Every loader returns a :class:`LessonData`. Images stay ``uint8`` in NCHW layout in memory
+(CIFAR-10's 50,000 training images take 150 MB as uint8 and 600 MB as float32); the training
+loop converts one batch at a time with :func:`to_float`, which is the lesson's ``/ 255.0``.
+
+Sources:
+
+- :func:`load_cifar10`: ``keras.datasets.cifar10.load_data()``, through torchvision.
+- :func:`load_image_folder`: ``DIR/train/<class>/<image>`` (and ``DIR/test`` or ``DIR/val``),
+  read the way ``keras.utils.image_dataset_from_directory`` reads it. Decoded images are
+  cached, so a second run starts in about a second.
+- :func:`make_shapes`: ten classes of coloured geometric shapes, generated from a seed. It
+  needs no download, so the lesson runs offline.
+
+:func:`split_validation` is Keras's ``validation_split`` rule and :func:`limit_per_class` takes
+a small, balanced subset for quick runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cnn_torch.errors import UserError
+from cnn_torch.fileio import atomic_write
+
+DATASETS = ("cifar10", "folder", "shapes")
+
+# keras.utils.image_dataset_from_directory's accepted extensions (ALLOWLIST_FORMATS).
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+_JPEG_EXTENSIONS = (".jpeg", ".jpg")
+
+SHAPE_CLASSES = [
+    "circle", "square", "triangle", "plus", "ring",
+    "diamond", "h_stripes", "v_stripes", "ellipse", "x_cross",
+]  # fmt: skip
+
+# Bump when the cache file's layout or the decoding changes, so old caches are not reused.
+_CACHE_VERSION = 1
+# Files read and decoded at a time: bounds the memory held by undecoded bytes.
+_DECODE_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class LessonData:
+    """Images and labels of one data set, as every loader returns them.
+
+    Images are ``uint8`` tensors of shape (N, 3, H, W), contiguous; labels are ``int64`` (N,).
+    ``test_images`` and ``test_labels`` are None when the source has no test split.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor | None
+    test_labels: torch.Tensor | None
+    class_names: list[str]
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of the images."""
+        return int(self.train_images.shape[2]), int(self.train_images.shape[3])
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [0, 1]: the lesson's ``train_images / 255.0``."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"to_float expects uint8 images, got {images.dtype}")
+    return images.to(torch.float32).div_(255.0)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+def load_cifar10(data_dir: str | os.PathLike = "data", download: bool = True) -> LessonData:
+    """CIFAR-10's 50,000 training and 10,000 test images, as ``keras.datasets.cifar10`` gives them.
+
+    Reads (or downloads into) ``data_dir/cifar-10-batches-py`` with torchvision.
+    """
+    import torchvision  # imported here: the other sources do not need the datasets module
+
+    try:
+        train = torchvision.datasets.CIFAR10(root=str(data_dir), train=True, download=download)
+        test = torchvision.datasets.CIFAR10(root=str(data_dir), train=False, download=download)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError
+        raise UserError(_cifar10_missing_message(data_dir, download, error)) from None
+    return LessonData(
+        train_images=_nhwc_to_nchw(train.data),
+        train_labels=torch.tensor(train.targets, dtype=torch.int64),
+        test_images=_nhwc_to_nchw(test.data),
+        test_labels=torch.tensor(test.targets, dtype=torch.int64),
+        class_names=list(train.classes),
+        source="cifar10",
+    )
+
+
+def _cifar10_missing_message(data_dir, download: bool, error: Exception) -> str:
+    where = f"{Path(data_dir)}/"
+    fixes = "pass --data-dir to a folder holding cifar-10-batches-py, or use --dataset shapes"
+    if not download:
+        return f"CIFAR-10 is not in {where} (downloading is off): {fixes}"
+    reason = getattr(error, "reason", None) or error  # URLError keeps the cause in .reason
+    reason = " ".join(str(reason).split())[:120] or type(error).__name__
+    return (
+        f"CIFAR-10 is not in {where} and could not be downloaded ({reason}):"
+        f" connect to the internet, {fixes}"
+    )
+
+
+def _nhwc_to_nchw(array) -> torch.Tensor:
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def load_image_folder(
+    data_dir: str | os.PathLike, image_size: tuple[int, int] = (32, 32), seed: int = 0
+) -> LessonData:
+    """Images from ``DIR/train/<class>/*`` and, if present, ``DIR/test`` (or else ``DIR/val``).
+
+    Like ``keras.utils.image_dataset_from_directory``: class names are the sorted subfolder
+    names, labels their indices, files with the extensions .bmp .gif .jpeg .jpg .png (any
+    case) are images and other files are skipped; subfolders inside a class folder are
+    searched too. Grayscale and RGBA images become RGB. Hidden files and folders (a leading
+    dot: ``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints``) are skipped as well.
+
+    The training images come back in an order shuffled by ``seed``, as Keras shuffles file
+    paths (seeded) before taking a validation split. Without it the files would stay sorted by
+    class, and a validation split, which takes the *last* fraction, would hold only the last
+    classes. The test images keep their sorted order.
+
+    Every image must already be ``image_size`` (height, width); this function does not resize.
+    """
+    root = Path(data_dir).expanduser()
+    train_dir, test_dir = _find_splits(root)
+    class_names, train_files, train_labels = _list_split(train_dir)
+    test_files, test_labels = [], []
+    if test_dir is not None:
+        test_classes, test_files, test_labels = _list_split(test_dir)
+        _check_same_classes(train_dir, class_names, test_dir, test_classes)
+
+    images = _load_cached_or_decode(root, train_files + test_files, tuple(image_size))
+    n_train = len(train_files)
+    # Shuffle the training split only, as Keras does; see the docstring for why.
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
+    train_images = images[:n_train][order].contiguous()
+    train_labels_t = torch.tensor(train_labels, dtype=torch.int64)[order]
+    test_images = test_labels_t = None
+    if test_dir is not None:
+        test_images = images[n_train:]
+        test_labels_t = torch.tensor(test_labels, dtype=torch.int64)
+    return LessonData(
+        train_images=train_images,
+        train_labels=train_labels_t,
+        test_images=test_images,
+        test_labels=test_labels_t,
+        class_names=class_names,
+        source=f"folder:{root.resolve()}",
+    )
+
+
+def _find_splits(root: Path) -> tuple[Path, Path | None]:
+    if not root.exists():
+        raise UserError(f"data directory {root} does not exist: check the path")
+    if not root.is_dir():
+        raise UserError(f"data directory {root} is a file, not a folder: pass the folder that holds train/")
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise UserError(f"{root} has no train/ folder: expected {root}/train/<class>/<image>")
+    for name in ("test", "val"):
+        if (root / name).is_dir():
+            return train_dir, root / name
+    return train_dir, None
+
+
+# One file of the tree: (path, size in bytes, modification time in ns).
+_FileEntry = tuple[Path, int, int]
+
+
+def _list_split(split_dir: Path) -> tuple[list[str], list[_FileEntry], list[int]]:
+    """Class names (sorted subfolders), the image files in order, and their labels."""
+    class_dirs = sorted(
+        (entry for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith(".")),
+        key=lambda entry: entry.name,
+    )
+    if not class_dirs:
+        raise UserError(
+            f"{split_dir} has no class folders: expected {split_dir}/<class>/<image>, one folder per class"
+        )
+    files: list[_FileEntry] = []
+    labels: list[int] = []
+    for label, class_dir in enumerate(class_dirs):
+        class_files = list(_walk_images(Path(class_dir.path)))
+        if not class_files:
+            raise UserError(
+                f"class folder {class_dir.path} has no images ({' '.join(IMAGE_EXTENSIONS)}):"
+                " add images to it or remove it"
+            )
+        files += class_files
+        labels += [label] * len(class_files)
+    return [entry.name for entry in class_dirs], files, labels
+
+
+def _walk_images(folder: Path):
+    """Image files under ``folder``, recursively, in sorted order, with their size and mtime."""
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):  # Keras's os.walk does not follow links either
+            yield from _walk_images(Path(entry.path))
+        elif entry.name.lower().endswith(IMAGE_EXTENSIONS) and entry.is_file():
+            stat = entry.stat()
+            yield Path(entry.path), stat.st_size, stat.st_mtime_ns
+
+
+def _check_same_classes(train_dir: Path, train_classes: list[str], test_dir: Path, test_classes: list[str]):
+    if train_classes == test_classes:
+        return
+    missing = sorted(set(train_classes) - set(test_classes))
+    extra = sorted(set(test_classes) - set(train_classes))
+    details = "; ".join(
+        part
+        for part in (
+            f"{test_dir.name}/ lacks {', '.join(missing)}" if missing else "",
+            f"{test_dir.name}/ has extra {', '.join(extra)}" if extra else "",
+        )
+        if part
+    )
+    raise UserError(
+        f"{test_dir} and {train_dir} must have the same class folders ({details}): rename, add or remove folders"
+    )
+
+
+# --------------------------------------------------------------------------- decode cache
+
+
+def cache_dir() -> Path:
+    """Where decoded image folders are cached: $CNN_TORCH_CACHE, else ~/.cache/cnn_torch."""
+    return Path(os.environ.get("CNN_TORCH_CACHE") or Path.home() / ".cache" / "cnn_torch").expanduser()
+
+
+def _cache_key(root: Path, files: list[_FileEntry], image_size: tuple[int, int]) -> str:
+    # Path, size and mtime of every file: editing, adding, removing or renaming any image
+    # gives a new key, without reading the image bytes.
+    digest = hashlib.sha256(f"cnn_torch-folder-v{_CACHE_VERSION} {image_size[0]}x{image_size[1]}\n".encode())
+    for rel, size, mtime in sorted((path.relative_to(root).as_posix(), size, mtime) for path, size, mtime in files):
+        digest.update(f"{rel}\t{size}\t{mtime}\n".encode())
+    return digest.hexdigest()
+
+
+def _load_cached_or_decode(root: Path, files: list[_FileEntry], image_size: tuple[int, int]) -> torch.Tensor:
+    cache_file = cache_dir() / f"{_cache_key(root, files, image_size)}.pt"
+    images = _read_cache(cache_file, len(files), image_size)
+    if images is None:
+        images = _decode_files([path for path, _, _ in files], image_size)
+        _write_cache(cache_file, images)
+    return images
+
+
+def _read_cache(cache_file: Path, count: int, image_size: tuple[int, int]) -> torch.Tensor | None:
+    try:
+        cached = torch.load(cache_file, weights_only=True)
+        images = cached["images"]
+    except Exception:  # absent, truncated or from another version: decode again
+        return None
+    expected = (count, 3, *image_size)
+    if not isinstance(images, torch.Tensor) or tuple(images.shape) != expected or images.dtype != torch.uint8:
+        return None
+    return images
+
+
+def _write_cache(cache_file: Path, images: torch.Tensor) -> None:
+    # The cache is an optimisation: a read-only or full disk just means decoding next time.
+    with contextlib.suppress(OSError), atomic_write(cache_file, "wb") as f:
+        torch.save({"version": _CACHE_VERSION, "images": images}, f)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _decode_files(paths: list[Path], image_size: tuple[int, int]) -> torch.Tensor:
+    """Decode image files into one (N, 3, H, W) uint8 tensor, a chunk of files at a time."""
+    out = torch.empty((len(paths), 3, *image_size), dtype=torch.uint8)
+    for start in range(0, len(paths), _DECODE_CHUNK):
+        chunk = paths[start : start + _DECODE_CHUNK]
+        for offset, (path, image) in enumerate(zip(chunk, _decode_chunk(chunk))):
+            if tuple(image.shape[1:]) != tuple(image_size):
+                raise UserError(_wrong_size_message(path, image, image_size))
+            out[start + offset] = image
+    return out
+
+
+def _decode_chunk(paths: list[Path]) -> list[torch.Tensor]:
+    data = [_read_bytes(path) for path in paths]
+    images: list[torch.Tensor | None] = [None] * len(paths)
+    jpegs = [i for i, path in enumerate(paths) if path.suffix.lower() in _JPEG_EXTENSIONS]
+    if jpegs:
+        # One call for the whole list: the same libjpeg decoder, without torchvision's
+        # per-call overhead (about 2x faster for 32x32 images).
+        try:
+            with _quiet_torchvision():
+                from torchvision.io import ImageReadMode, decode_jpeg
+
+                decoded = decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.RGB)
+            for i, image in zip(jpegs, decoded):
+                images[i] = image
+        except Exception:  # a bad file (or a PNG named .jpg) fails the list: go one by one
+            pass
+    return [image if image is not None else _decode_one(path, raw) for path, raw, image in zip(paths, data, images)]
+
+
+def _read_bytes(path: Path) -> torch.Tensor:
+    try:
+        raw = bytearray(path.read_bytes())  # bytearray: torch.frombuffer wants a writable buffer
+    except OSError as error:
+        raise UserError(f"cannot read image {path} ({error.strerror or error}): check its permissions or delete it") from None
+    return torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+
+
+def _decode_one(path: Path, raw: torch.Tensor) -> torch.Tensor:
+    """One image as (3, H, W) uint8: torchvision first, then PIL (BMP, odd PNGs, GIFs)."""
+    try:
+        with _quiet_torchvision():
+            from torchvision.io import ImageReadMode, decode_image
+
+            image = decode_image(raw, mode=ImageReadMode.RGB)
+        if image.ndim == 4:  # an animated GIF: keep the first frame, as Keras does
+            image = image[0]
+        if image.ndim == 3 and image.shape[0] == 3:
+            return image
+    except Exception:  # not a format torchvision reads, or a corrupt file: PIL decides
+        pass
+    return _decode_with_pil(path, raw)
+
+
+def _decode_with_pil(path: Path, raw: torch.Tensor) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(raw.numpy().tobytes())) as pil_image:
+            array = np.asarray(pil_image.convert("RGB"))
+    except Exception as error:
+        reason = " ".join(str(error).split())[:80] or type(error).__name__
+        raise UserError(
+            f"cannot decode image {path} ({reason}): the file is corrupt or not an image; delete or replace it"
+        ) from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+@contextlib.contextmanager
+def _quiet_torchvision():
+    # torchvision 0.29 warns on every decode call that its decoders move to TorchCodec; the
+    # learner cannot act on that, so it is not shown.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def _wrong_size_message(path: Path, image: torch.Tensor, image_size: tuple[int, int]) -> str:
+    height, width = int(image.shape[1]), int(image.shape[2])
+    want = f"{image_size[0]}x{image_size[1]}"
+    return (
+        f"image {path} is {height}x{width} pixels (height x width) but {want} is expected:"
+        f" resize the images to {want}, or build the model for {height}x{width} images"
+    )
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def make_shapes(
+    n_train: int = 3000, n_test: int | None = None, seed: int = 0, image_size: tuple[int, int] = (32, 32)
+) -> LessonData:
+    """A generated data set of ten classes of coloured shapes on noisy backgrounds.
+
+    Each image holds one shape (see ``SHAPE_CLASSES``) with a random position, size and
+    colour, on a random colour with a gradient and pixel noise. The same ``seed`` gives the
+    same images. Classes are balanced (counts differ by at most one). The test split
+    (``n_test`` images, default ``n_train // 5``; 0 for none) is drawn from a seed derived
+    from ``seed``, so it holds different images from the training split.
+    """
+    if n_train < 1:
+        raise UserError(f"the shapes data set needs at least 1 training image, got {n_train}: pass a positive --limit")
+    n_test = n_train // 5 if n_test is None else n_test
+    height, width = image_size
+    if min(height, width) < 8:
+        raise UserError(f"shapes images must be at least 8x8 pixels, got {height}x{width}: pick a larger image size")
+    # Two independent seeds from one: the test split must not repeat the training images.
+    train_seed, test_seed = torch.randint(0, 2**62, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
+    train_images, train_labels = _render_shapes(n_train, train_seed, (height, width))
+    test_images = test_labels = None
+    if n_test > 0:
+        test_images, test_labels = _render_shapes(n_test, test_seed, (height, width))
+    return LessonData(train_images, train_labels, test_images, test_labels, list(SHAPE_CLASSES), "shapes")
+
+
+def _render_shapes(n: int, seed: int, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    num_classes = len(SHAPE_CLASSES)
+    labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=generator)]
+    params = _shape_params(n, generator, image_size)
+    images = torch.empty((n, 3, *image_size), dtype=torch.uint8)
+    for start in range(0, n, 2048):  # chunks bound the float32 working memory
+        part = slice(start, min(start + 2048, n))
+        images[part] = _paint(labels[part], {key: value[part] for key, value in params.items()}, generator, image_size)
+    return images, labels
+
+
+def _shape_params(n: int, generator: torch.Generator, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    height, width = image_size
+
+    def uniform(low, high, *shape):
+        return low + (high - low) * torch.rand(n, *shape, generator=generator)
+
+    radius = uniform(0.22, 0.40) * min(height, width)  # half the shape's size, in pixels
+    background = uniform(0.0, 1.0, 3)
+    foreground = uniform(0.0, 1.0, 3)
+    # A shape the colour of its background cannot be seen: shift such colours by half the range.
+    faint = (foreground - background).abs().mean(dim=1) < 0.3
+    foreground[faint] = (background[faint] + 0.5) % 1.0
+    return {
+        "radius": radius,
+        "cx": uniform(0.0, 1.0) * (width - 2 * radius - 2) + radius + 1,
+        "cy": uniform(0.0, 1.0) * (height - 2 * radius - 2) + radius + 1,
+        "background": background,
+        "foreground": foreground,
+        "gradient": uniform(-0.25, 0.25, 2),  # brightness slope across x and y
+        "phase": uniform(0.0, 1.0),  # where the stripes start
+    }
+
+
+def _paint(labels: torch.Tensor, p: dict[str, torch.Tensor], generator: torch.Generator, image_size) -> torch.Tensor:
+    height, width = image_size
+    n = len(labels)
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    radius = p["radius"][:, None, None]
+    # Pixel coordinates relative to the shape, in units of its radius: (n, H, W).
+    u = ((xs[None, None, :] - p["cx"][:, None, None]) / radius).expand(n, height, width)
+    v = ((ys[None, :, None] - p["cy"][:, None, None]) / radius).expand(n, height, width)
+    distance = torch.empty(n, height, width)
+    for label, shape_fn in enumerate(_SHAPE_DISTANCES):
+        rows = labels == label
+        if rows.any():
+            distance[rows] = shape_fn(u[rows], v[rows], p["phase"][rows][:, None, None])
+    # Signed distance (in pixels) -> coverage in [0, 1]: one-pixel soft, anti-aliased edges.
+    coverage = (0.5 - distance * radius).clamp(0.0, 1.0)[:, None]
+    ramp = p["gradient"][:, 0, None, None] * (u - u.mean()) + p["gradient"][:, 1, None, None] * (v - v.mean())
+    background = p["background"][:, :, None, None] + (ramp * radius / min(height, width))[:, None]
+    image = background * (1 - coverage) + p["foreground"][:, :, None, None] * coverage
+    image += 0.06 * torch.randn(image.shape, generator=generator)
+    return (image.clamp(0.0, 1.0) * 255).round().to(torch.uint8)
+
+
+# Signed distance functions of the ten shapes, in units of the radius (negative inside).
+# Arguments: u, v (coordinates, y pointing down) and the stripe phase.
+
+
+def _circle(u, v, _):
+    return torch.sqrt(u**2 + v**2) - 1.0
+
+
+def _square(u, v, _):
+    return torch.maximum(u.abs(), v.abs()) - 0.85
+
+
+def _triangle(u, v, _):
+    # Apex at the top (0, -1), base at v = 0.8 from u = -1 to 1.
+    edge = (u.abs() - (v + 1.0) / 1.8) * (1.8 / math.hypot(1.8, 1.0))
+    return torch.maximum(v - 0.8, edge)
+
+
+def _plus(u, v, _):
+    return _cross_arms(u, v, arm=1.0, half_width=0.3)
+
+
+def _ring(u, v, _):
+    return (torch.sqrt(u**2 + v**2) - 0.72).abs() - 0.28
+
+
+def _diamond(u, v, _):
+    return (u.abs() + v.abs() - 1.15) / math.sqrt(2.0)
+
+
+def _stripes(across, u, v, phase):
+    period = 0.6  # three stripes across the shape
+    t = across / period + phase
+    stripe = ((t - t.floor() - 0.5).abs() - 0.25) * period
+    return torch.maximum(_square(u, v, None), stripe)
+
+
+def _h_stripes(u, v, phase):
+    return _stripes(v, u, v, phase)
+
+
+def _v_stripes(u, v, phase):
+    return _stripes(u, u, v, phase)
+
+
+def _ellipse(u, v, _):
+    # Twice as wide as tall; the distance is approximate, which only softens the edge.
+    return (torch.sqrt(u**2 + (v / 0.5) ** 2) - 1.0) * 0.5
+
+
+def _x_cross(u, v, _):
+    return _cross_arms((u + v) / math.sqrt(2.0), (u - v) / math.sqrt(2.0), arm=1.05, half_width=0.27)
+
+
+def _cross_arms(a, b, arm, half_width):
+    across = torch.maximum(a.abs() - arm, b.abs() - half_width)
+    down = torch.maximum(a.abs() - half_width, b.abs() - arm)
+    return torch.minimum(across, down)
+
+
+_SHAPE_DISTANCES = [
+    _circle, _square, _triangle, _plus, _ring, _diamond, _h_stripes, _v_stripes, _ellipse, _x_cross,
+]  # fmt: skip; same order as SHAPE_CLASSES
+
+
+# --------------------------------------------------------------------------- subsets and splits
+
+
+def limit_per_class(
+    images: torch.Tensor, labels: torch.Tensor, limit: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random subset of ``limit`` samples with the classes balanced, in a seeded random order.
+
+    Each class gets ``limit // num_classes`` samples and the first ``limit % num_classes``
+    classes one more (a class with fewer samples gives all it has). With ``limit`` at least
+    the number of samples, everything comes back unchanged.
+    """
+    if limit <= 0:
+        raise UserError(f"--limit must be a positive number of images, got {limit}")
+    if limit >= len(labels):
+        return images, labels
+    generator = torch.Generator().manual_seed(seed)
+    classes = torch.unique(labels)
+    per_class, extra = divmod(limit, len(classes))
+    chosen = []
+    for i, label in enumerate(classes.tolist()):
+        members = torch.nonzero(labels == label).flatten()
+        take = per_class + (1 if i < extra else 0)
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:take]])
+    picked = torch.cat(chosen)
+    picked = picked[torch.randperm(len(picked), generator=generator)]
+    return images[picked].contiguous(), labels[picked]
+
+
+def split_validation(
+    images: torch.Tensor, labels: torch.Tensor, validation_split: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keras's ``fit(validation_split=...)``: the last fraction of the samples, unshuffled.
+
+    Keras 3 (``train_validation_split``) takes the sample count N, cuts at
+    ``floor(N * (1 - validation_split))``, and keeps everything before the cut for training and
+    everything after it for validation, in the given order and before any shuffling; a cut
+    that leaves either part empty is an error. Returns
+    ``(train_images, train_labels, val_images, val_labels)``.
+    """
+    if not 0.0 < validation_split < 1.0:
+        raise UserError(f"--validation-split must be between 0 and 1 (exclusive), got {validation_split}")
+    total = len(labels)
+    split_at = int(math.floor(total * (1.0 - validation_split)))
+    if split_at == 0 or split_at == total:
+        raise UserError(
+            f"{total} samples cannot be split with --validation-split {validation_split}:"
+            " one part would be empty; use more images or another split"
+        )
+    return images[:split_at], labels[:split_at], images[split_at:], labels[split_at:]
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def resolve_dataset(dataset: str | None, data_dir: str | os.PathLike | None) -> str:
+    """The data set to load: ``dataset`` if given, else "folder" for a data_dir with train/<class>/, else "cifar10"."""
+    if dataset not in (None, "auto"):
+        if dataset not in DATASETS:
+            raise UserError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        return dataset
+    if data_dir is not None:
+        train_dir = Path(data_dir).expanduser() / "train"
+        if train_dir.is_dir() and any(entry.is_dir() for entry in os.scandir(train_dir)):
+            return "folder"
+    return "cifar10"
+
+
+def load_data(
+    dataset: str | None,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    image_size: tuple[int, int] = (32, 32),
+    download: bool = True,
+) -> LessonData:
+    """Load ``dataset`` ("cifar10", "folder" or "shapes"); ``limit`` caps the training images.
+
+    For "shapes", ``limit`` is the number of training images generated (default 3000).
+    Elsewhere it takes a class-balanced random subset (seeded by ``seed``) of the training split.
+    """
+    dataset = resolve_dataset(dataset, data_dir)
+    if limit is not None and limit <= 0:
+        raise UserError(f"--limit must be a positive number of images, got {limit}")
+    image_size = (int(image_size[0]), int(image_size[1]))
+    if dataset == "shapes":
+        return make_shapes(n_train=limit or 3000, seed=seed, image_size=image_size)
+    if dataset == "cifar10":
+        if image_size != (32, 32):
+            raise UserError(f"CIFAR-10 images are 32x32, not {image_size[0]}x{image_size[1]}: use 32x32 for CIFAR-10")
+        data = load_cifar10(data_dir if data_dir is not None else "data", download=download)
+    else:
+        if data_dir is None:
+            raise UserError("--dataset folder needs --data-dir: pass the folder that holds train/<class>/<image>")
+        data = load_image_folder(data_dir, image_size=image_size, seed=seed)
+    if limit is None:
+        return data
+    train_images, train_labels = limit_per_class(data.train_images, data.train_labels, limit, seed)
+    return LessonData(train_images, train_labels, data.test_images, data.test_labels, data.class_names, data.source)

@@ -1,0 +1,70 @@
+"""Keras ``evaluate`` and ``predict``: eval mode, no gradients, never shuffled."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnn_torch import distributed
+from cnn_torch.checks import check_images, check_labels
+from cnn_torch.device import as_float, autocast, resolve_device
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    images,
+    labels,
+    batch_size: int = 32,
+    loss_fn: nn.Module | None = None,
+    device: str | torch.device | None = None,
+    precision: str = "fp32",
+) -> tuple[float, float]:
+    """Return ``(loss, accuracy)`` over all samples, like Keras's ``model.evaluate``.
+
+    Both are sample-weighted means (sum of per-batch ``loss * batch_size`` / N), so the
+    result does not depend on ``batch_size`` beyond float rounding. Under torchrun
+    each rank evaluates its own slice and the sums are all-reduced.
+    """
+    images, labels = check_images(images, "images"), check_labels(labels, len(images), "labels")
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()  # Keras: evaluation runs in inference mode (dropout off)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = torch.zeros((), dtype=torch.int64, device=device)
+    indices = distributed.local_share(torch.arange(len(images)))  # [torchrun] this rank's slice
+    for batch_indices in indices.split(batch_size):
+        batch_images = as_float(images[batch_indices].to(device, non_blocking=True))
+        batch_labels = labels[batch_indices].to(device, non_blocking=True)
+        with autocast(device, precision):
+            logits = model(batch_images)
+        loss_sum += loss_fn(logits.float(), batch_labels) * len(batch_labels)
+        correct += (logits.argmax(dim=1) == batch_labels).sum()
+        seen += len(batch_labels)
+    loss_sum, correct, seen = distributed.all_reduce_sums(loss_sum, correct, seen)
+    model.train(was_training)
+    return (loss_sum / seen).item(), (correct / seen).item()
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """The model's outputs (logits) for every image, concatenated, on the CPU (Keras ``predict``)."""
+    images = check_images(images, "images")
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs = [model(as_float(batch.to(device))).float().cpu() for batch in images.split(batch_size)]
+    model.train(was_training)
+    return torch.cat(outputs)
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax of the logits: what the lesson's Keras model (softmax last layer) outputs."""
+    return torch.softmax(logits.float(), dim=1)

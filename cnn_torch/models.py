@@ -1,0 +1,316 @@
+"""The lesson's Keras architectures, rebuilt as PyTorch ``nn.Sequential`` models.
+
+Each model lists its layers in the same order as the lesson's Keras code, and
+each layer carries a comment with the Keras line it stands for, so ``model[i]``
+can be compared with ``keras_model.layers[i]`` by eye. Keras folds
+``activation='relu'`` into ``Conv2D``/``Dense``; here the ReLU is its own module.
+
+Differences from Keras, on purpose:
+
+* Images are channels-first, ``(C, H, W)``, as PyTorch expects.
+* Models return logits (no softmax); ``nn.CrossEntropyLoss`` applies the softmax.
+* Flatten sizes are computed from ``input_shape``, so other image sizes work.
+
+``init="keras"`` (the default) copies Keras's default initialisation:
+glorot-uniform weights and zero biases. ``init="torch"`` keeps PyTorch's own.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+import torch
+from torch import nn
+
+from cnn_torch.errors import UserError
+
+INITS = ("keras", "torch")
+
+
+class LessonModel(nn.Sequential):
+    """An ``nn.Sequential`` that remembers how it was built.
+
+    ``build_model(model.model_name, **model.model_kwargs)`` rebuilds the same
+    architecture, e.g. before loading a checkpoint's weights.
+    """
+
+    def __init__(self, name: str, kwargs: dict, layers: Sequence[nn.Module]) -> None:
+        super().__init__(*layers)
+        self.model_name = name
+        self.model_kwargs = kwargs
+        self.input_shape = tuple(kwargs["input_shape"])
+
+
+def _check_args(name: str, num_classes: int, input_shape: Sequence[int], init: str) -> dict:
+    """Validate the constructor arguments and return them as ``model_kwargs``."""
+    if init not in INITS:
+        raise UserError(f"unknown init {init!r}: use 'keras' or 'torch'")
+    try:
+        shape = [operator.index(n) for n in input_shape]
+    except TypeError:
+        shape = []
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(
+            f"input_shape {input_shape!r} for {name} is not (channels, height, width): "
+            "give three positive integers, e.g. (3, 32, 32)"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise UserError(f"num_classes {num_classes!r} for {name} is invalid: give an integer >= 1")
+    return {"num_classes": num_classes, "input_shape": shape, "init": init}
+
+
+def _out_size(layer: nn.Module, size: int, dim: int) -> int:
+    """Height (dim 0) or width (dim 1) after ``layer``; PyTorch's own formula."""
+    if not isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+        return size
+
+    def pair(value: int | tuple[int, int]) -> int:
+        return value[dim] if isinstance(value, tuple) else value
+
+    kernel, stride = pair(layer.kernel_size), pair(layer.stride)
+    padding, dilation = pair(layer.padding), pair(layer.dilation)
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _fits(layers: Sequence[nn.Module], size: int, dim: int) -> bool:
+    """Whether every layer gets a positive size along ``dim`` from ``size`` pixels."""
+    for layer in layers:
+        size = _out_size(layer, size, dim)
+        if size <= 0:
+            return False
+    return True
+
+
+def _flat_size(name: str, features: Sequence[nn.Module], input_shape: Sequence[int]) -> int:
+    """Number of values that ``nn.Flatten`` sees after ``features``; UserError if too small."""
+    _, height, width = input_shape
+    if not (_fits(features, height, 0) and _fits(features, width, 1)):
+        min_h = next(n for n in range(1, 4096) if _fits(features, n, 0))
+        min_w = next(n for n in range(1, 4096) if _fits(features, n, 1))
+        raise UserError(
+            f"input_shape {tuple(input_shape)} is too small for {name}: "
+            f"images must be at least {min_h}x{min_w} pixels (height x width)"
+        )
+    for layer in features:
+        height, width = _out_size(layer, height, 0), _out_size(layer, width, 1)
+    channels = [m.out_channels for m in features if isinstance(m, nn.Conv2d)][-1]
+    return channels * height * width
+
+
+def _keras_init(model: nn.Module) -> None:
+    """Keras defaults: glorot_uniform kernels, zero biases."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def _assemble(
+    name: str,
+    kwargs: dict,
+    features: list[nn.Module],
+    head: Callable[[int], list[nn.Module]],
+) -> LessonModel:
+    """Join the conv part and the dense head (built for the computed flatten size)."""
+    flat = _flat_size(name, features, kwargs["input_shape"])
+    model = LessonModel(name, kwargs, features + head(flat))
+    if kwargs["init"] == "keras":
+        _keras_init(model)
+    return model
+
+
+def cifar_model_small(
+    num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+) -> LessonModel:
+    """Two conv blocks and a 50-unit dense layer: 114,510 parameters on 3x32x32."""
+    kwargs = _check_args("cifar_model_small", num_classes, input_shape, init)
+    channels = kwargs["input_shape"][0]
+    features = [
+        nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+        nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+    ]
+
+    def head(flat: int) -> list[nn.Module]:
+        return [
+            nn.Flatten(),                  # keras.layers.Flatten()
+            nn.Linear(flat, 50),           # keras.layers.Dense(50, activation='relu')
+            nn.ReLU(),                     #   ... its activation='relu'
+            nn.Linear(50, num_classes),    # keras.layers.Dense(10)  (logits)
+        ]
+
+    return _assemble("cifar_model_small", kwargs, features, head)
+
+
+def cifar_model(
+    num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+) -> LessonModel:
+    """The small model plus a third conv layer: 87,060 parameters on 3x32x32."""
+    kwargs = _check_args("cifar_model", num_classes, input_shape, init)
+    channels = kwargs["input_shape"][0]
+    features = [
+        nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+        nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+        nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+    ]
+
+    def head(flat: int) -> list[nn.Module]:
+        return [
+            nn.Flatten(),                  # keras.layers.Flatten()
+            nn.Linear(flat, 50),           # keras.layers.Dense(50, activation='relu')
+            nn.ReLU(),                     #   ... its activation='relu'
+            nn.Linear(50, num_classes),    # keras.layers.Dense(10)  (logits)
+        ]
+
+    return _assemble("cifar_model", kwargs, features, head)
+
+
+def model_intro(
+    num_classes: int = 5, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+) -> LessonModel:
+    """The lesson's first model, one conv layer: 18,453 parameters on 3x32x32, 5 classes."""
+    kwargs = _check_args("model_intro", num_classes, input_shape, init)
+    channels = kwargs["input_shape"][0]
+    features = [
+        nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+    ]
+
+    def head(flat: int) -> list[nn.Module]:
+        return [
+            nn.Flatten(),                  # keras.layers.Flatten()
+            # keras.layers.Dense(n_classes, activation='softmax'): we return logits
+            # instead; nn.CrossEntropyLoss applies the softmax itself.
+            nn.Linear(flat, num_classes),
+        ]
+
+    return _assemble("model_intro", kwargs, features, head)
+
+
+def model_dropout(
+    num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+) -> LessonModel:
+    """Three conv layers and dropout before the head: 33,834 parameters on 3x32x32."""
+    kwargs = _check_args("model_dropout", num_classes, input_shape, init)
+    channels = kwargs["input_shape"][0]
+    features = [
+        nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+        nn.Conv2d(16, 32, 3),              # keras.layers.Conv2D(32, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+        nn.Conv2d(32, 64, 3),              # keras.layers.Conv2D(64, (3, 3), activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.Dropout(0.5),                   # keras.layers.Dropout(0.5)
+    ]
+
+    def head(flat: int) -> list[nn.Module]:
+        return [
+            nn.Flatten(),                  # keras.layers.Flatten()
+            nn.Linear(flat, num_classes),  # keras.layers.Dense(10)  (logits)
+        ]
+
+    return _assemble("model_dropout", kwargs, features, head)
+
+
+MODELS: dict[str, Callable[..., LessonModel]] = {
+    "cifar_model_small": cifar_model_small,
+    "cifar_model": cifar_model,
+    "model_intro": model_intro,
+    "model_dropout": model_dropout,
+}
+
+
+def build_model(name: str, **kwargs) -> LessonModel:
+    """Build the model called ``name`` (a key of ``MODELS``) with its constructor's kwargs."""
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+def count_params(model: nn.Module) -> int:
+    """Total number of parameters (Keras: ``model.count_params()``)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def summary(
+    model: nn.Module, input_shape: Sequence[int] | None = None, file: TextIO | None = None
+) -> str:
+    """Print and return a Keras-style ``model.summary()`` table.
+
+    Output shapes come from a forward pass of one zero image (batch shown as
+    ``None``), recorded with forward hooks on every leaf module.
+    """
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+        if input_shape is None:
+            raise UserError("summary needs input_shape for this model: pass e.g. (3, 32, 32)")
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    shapes: dict[str, str] = {}
+
+    def hook_for(layer_name: str) -> Callable:
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            if isinstance(output, torch.Tensor):
+                dims = ["None", *(str(d) for d in output.shape[1:])]
+                shapes[layer_name] = "(" + ", ".join(dims) + ")"
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in leaves]
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None else torch.float32
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device, dtype=dtype))
+    except RuntimeError as exc:
+        own = getattr(model, "input_shape", None)
+        fix = f"leave it out to use the model's own {own}" if own else "pass the model's (C, H, W)"
+        raise UserError(f"input_shape {tuple(input_shape)} does not fit this model: {fix}") from exc
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+    widths = (29, 26, 10)
+    rule, double = "_" * sum(widths), "=" * sum(widths)
+
+    def row(name: str, shape: str, params: str) -> str:
+        return f" {name:<{widths[0] - 1}}{shape:<{widths[1]}}{params:>{widths[2]}}".rstrip()
+
+    name = getattr(model, "model_name", type(model).__name__)
+    lines = [f'Model: "{name}"', rule, row("Layer (type)", "Output Shape", "Param #"), double]
+    for i, (layer_name, layer) in enumerate(leaves):
+        params = sum(p.numel() for p in layer.parameters(recurse=False))
+        if i:
+            lines.append("")
+        label = f"{layer_name} ({type(layer).__name__})"
+        lines.append(row(label, shapes.get(layer_name, "?"), f"{params:,}"))
+    total = count_params(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    lines += [
+        double,
+        f"Total params: {total:,}",
+        f"Trainable params: {trainable:,}",
+        f"Non-trainable params: {total - trainable:,}",
+        rule,
+    ]
+    text = "\n".join(lines)
+    print(text, file=file if file is not None else sys.stdout)
+    return text

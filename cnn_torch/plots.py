@@ -1,0 +1,65 @@
+"""The lesson's history plots, drawn exactly as it draws them: pandas + seaborn.
+
+The lesson does ``history_df = pd.DataFrame.from_dict(history.history)`` and then
+``sns.lineplot(data=history_df[['accuracy', 'val_accuracy']])``; we do the same, with
+epochs counted from 1 on the x axis and labelled axes. Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works without a screen (CI, clusters, SSH)
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from cnn_torch.fileio import atomic_write  # noqa: E402
+from cnn_torch.history import History  # noqa: E402
+
+TRAIN_NOTE = "train: running mean over the epoch (dropout on); val: after the epoch"
+
+
+def history_frame(history: History) -> pd.DataFrame:
+    """The lesson's ``pd.DataFrame.from_dict(history.history)``, indexed by epoch from 1."""
+    frame = pd.DataFrame.from_dict(history.history)
+    frame.index = pd.Index([epoch + 1 for epoch in history.epoch], name="epoch")
+    return frame
+
+
+def _draw(ax, frame: pd.DataFrame, metric: str) -> None:
+    columns = [c for c in (metric, f"val_{metric}") if c in frame]
+    sns.lineplot(data=frame[columns], ax=ax, markers=True, dashes=False)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_xticks(list(frame.index) if len(frame) <= 20 else ax.get_xticks())
+    ax.legend(title=None)
+    ax.grid(True, alpha=0.3)
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: History, fig_dir: str | os.PathLike, run_name: str, title: str) -> list[Path]:
+    """Write ``<run>_accuracy.png``, ``<run>_loss.png`` and ``<run>_history.png``."""
+    frame, fig_dir = history_frame(history), Path(fig_dir)
+    paths = []
+    for metric in ("accuracy", "loss"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        _draw(ax, frame, metric)
+        ax.set_title(f"{title}: {metric}")
+        paths.append(_save(fig, fig_dir / f"{run_name}_{metric}.png"))
+    fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    _draw(loss_ax, frame, "loss")
+    _draw(accuracy_ax, frame, "accuracy")
+    fig.suptitle(title)
+    fig.text(0.5, -0.02, TRAIN_NOTE, ha="center", fontsize=8, color="gray")
+    paths.append(_save(fig, fig_dir / f"{run_name}_history.png"))
+    return paths

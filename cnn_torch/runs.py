@@ -1,0 +1,243 @@
+"""A training run's directory: what the CLI writes after every epoch, and how it resumes.
+
+``runs/<model>-<timestamp>/`` holds ``history.csv`` and ``history.json`` (rewritten
+atomically after every epoch), ``last.pt`` (resumable: optimizer and RNG states),
+``best.pt`` (the best epoch so far, Keras ``ModelCheckpoint(save_best_only=True)``),
+``model.pt`` (the final weights) and ``run.json`` (how the run was made).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import torch
+
+from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
+from cnn_torch.errors import UserError
+from cnn_torch.fileio import write_json
+from cnn_torch.history import History, save_history
+from cnn_torch.optim import KerasRMSprop
+from cnn_torch.stopping import Improvement
+
+# Keras's default learning rate for each optimizer (torch's defaults differ for RMSprop).
+KERAS_LEARNING_RATES = {"adam": 0.001, "sgd": 0.01, "rmsprop": 0.001}
+
+
+def make_optimizer(name: str, parameters, learning_rate: float | None = None) -> torch.optim.Optimizer:
+    """``compile(optimizer='adam')`` etc., with Keras's defaults."""
+    if name not in KERAS_LEARNING_RATES:
+        raise UserError(f"unknown optimizer {name!r}: choose one of {', '.join(KERAS_LEARNING_RATES)}")
+    lr = KERAS_LEARNING_RATES[name] if learning_rate is None else learning_rate
+    if lr <= 0:
+        raise UserError(f"--learning-rate must be positive, got {lr}: try 0.001")
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, eps=1e-7)  # Keras's epsilon; see docs for the rest
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr)
+    return KerasRMSprop(parameters, learning_rate=lr)  # torch's RMSprop puts epsilon elsewhere
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of user text: it can never hold a path separator or '..'."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")
+    return name or "run"
+
+
+def new_run_dir(out: str | os.PathLike | None, model_name: str) -> Path:
+    """``--out`` if given, else ``runs/<model>-<timestamp>``."""
+    if out is not None:
+        return Path(out)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{safe_name(model_name)}-{stamp}"
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def write_run_record(run_dir: Path, record: dict) -> None:
+    write_json(run_dir / "run.json", record)
+
+
+def start_record(flags: dict, seed: int, device: torch.device) -> dict:
+    return {
+        "seed": seed,
+        "device": str(device),
+        "dtype": "bfloat16 autocast" if flags.get("precision") == "bf16" else "float32",
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "flags": flags,
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "ended": None,
+        "status": "running",
+    }
+
+
+class RunRecorder:
+    """The CLI's ``on_epoch_end`` hook: after every epoch write the history, ``last.pt``
+    and, on strict improvement of ``monitor``, ``best.pt``. Nothing else."""
+
+    def __init__(self, run_dir: Path, model, optimizer, history: History, class_names, seed, monitor="val_loss"):
+        self.run_dir, self.model, self.optimizer = run_dir, model, optimizer
+        self.history, self.class_names, self.seed = history, class_names, seed
+        self.best = Improvement(monitor)
+        for epoch in history.epoch:  # a resumed run picks up the best value so far
+            logs = {key: values[epoch - history.epoch[0]] for key, values in history.history.items()}
+            if monitor in logs:
+                self.best.update(epoch, logs)
+
+    def checkpoint(self, epoch: int, resumable: bool = False) -> dict:
+        return make_checkpoint(
+            self.model, class_names=self.class_names, epoch=epoch, history=self.history,
+            optimizer=self.optimizer, seed=self.seed, resumable=resumable,
+        )
+
+    def __call__(self, epoch: int, logs: dict[str, float]) -> None:
+        save_history(self.history, self.run_dir)
+        save_checkpoint(self.run_dir / "last.pt", self.checkpoint(epoch + 1, resumable=True))
+        if self.best.monitor in logs and self.best.update(epoch, logs):
+            save_checkpoint(self.run_dir / "best.pt", self.checkpoint(epoch + 1))
+
+
+# --- the CLI's set-up steps -------------------------------------------------------------
+
+# Flags that define a run: a resumed run takes them from its run.json.
+RUN_FLAGS = (
+    "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
+    "limit", "seed", "precision", "monitor", "patience", "min_delta", "restore_best_weights", "fig_dir",
+)
+
+
+def check_flags(args) -> None:
+    """The flag values argparse cannot check, each with a message that names the fix."""
+    if args.epochs <= 0:
+        raise UserError(f"--epochs must be a positive integer, got {args.epochs}: try --epochs 10")
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}: try --batch-size 32")
+    if args.validation_split is not None and not 0 < args.validation_split < 1:
+        raise UserError(
+            f"--validation-split must be between 0 and 1 (exclusive), got {args.validation_split}: try 0.2"
+        )
+    if args.limit is not None and args.limit <= 0:
+        raise UserError(f"--limit must be a positive integer, got {args.limit}: try --limit 2000")
+    if args.patience is not None and args.patience < 0:
+        raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
+    parse_break_at(args.break_at)
+
+
+def parse_break_at(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        epoch, batch = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise UserError(f"--break-at wants EPOCH:BATCH (1-based), got {text!r}: try --break-at 1:1") from None
+    if epoch < 1 or batch < 1:
+        raise UserError(f"--break-at counts from 1, got {text!r}: try --break-at 1:1")
+    return epoch, batch
+
+
+def choose_seed(seed: int | None) -> int:
+    """A given seed, or a fresh random one (recorded in run.json so the run can be repeated).
+    Under torchrun every rank must use rank 0's seed."""
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little") % 2**31
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        shared = torch.tensor([seed], dtype=torch.int64)
+        torch.distributed.broadcast(shared, src=0)
+        seed = int(shared.item())
+    return seed
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python; optionally deterministic algorithms."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def setup_process(device_name: str) -> tuple[int, torch.device]:
+    """One process: (0, the chosen device). Under torchrun: join the process group
+    (NCCL on CUDA, gloo on the CPU) and take the GPU of this local rank."""
+    from cnn_torch.device import resolve_device
+
+    device = resolve_device(device_name)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, device
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), device
+
+
+def load_resume(args) -> dict:
+    """Read RUN_DIR/last.pt and put the run's own flags back into ``args`` (all but --epochs)."""
+    import json
+
+    from cnn_torch.checkpoints import load_checkpoint
+
+    run_dir = Path(args.resume)
+    if not (run_dir / "last.pt").is_file():
+        raise UserError(f"{run_dir} has no last.pt to resume from: pass the directory of a run that finished an epoch")
+    checkpoint = load_checkpoint(run_dir / "last.pt")
+    if "optimizer" not in checkpoint or "rng" not in checkpoint:
+        raise UserError(f"{run_dir / 'last.pt'} is not resumable (no optimizer state): start a new run")
+    record_path = run_dir / "run.json"
+    flags = json.loads(record_path.read_text())["flags"] if record_path.is_file() else {}
+    for name in RUN_FLAGS:
+        if name in flags:
+            setattr(args, name, flags[name])
+    args.seed = checkpoint["seed"]
+    if checkpoint["epoch"] >= args.epochs:
+        raise UserError(
+            f"{run_dir} already finished {checkpoint['epoch']} epochs: pass --epochs larger than that to continue"
+        )
+    return checkpoint
+
+
+def write_nan_report(run_dir: Path, error) -> Path:
+    """Keep the evidence of a NaN/inf loss: which epoch, which batch, which samples."""
+    path = run_dir / "nan_batch.json"
+    write_json(path, {"epoch": error.epoch + 1, "batch": error.step + 1, "indices": error.batch_indices})
+    return path
+
+
+def print_summary(run_dir: Path, figures: list[Path], history: History, status: str) -> None:
+    if status == "interrupted":
+        print(f"Interrupted: the {len(history.epoch)} finished epoch(s) are saved in {run_dir}.")
+        print(f"Resume with: python scripts/train.py --resume {run_dir} --epochs {history.params.get('epochs', '')}")
+    if status == "nan":
+        print(f"Stopped on a NaN/inf loss; the offending batch is in {run_dir / 'nan_batch.json'}.")
+    if history.epoch:
+        last = {key: round(values[-1], 4) for key, values in history.history.items()}
+        print(f"Last epoch ({history.epoch[-1] + 1}): {last}")
+    print(f"History:     {run_dir / 'history.csv'} and history.json")
+    for name in ("model.pt", "best.pt", "last.pt"):
+        if (run_dir / name).exists():
+            print(f"Checkpoint:  {run_dir / name}")
+    for figure in figures:
+        print(f"Figure:      {figure}")
