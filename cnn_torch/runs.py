@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from cnn_torch import distributed
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import write_json
@@ -153,11 +154,7 @@ def choose_seed(seed: int | None) -> int:
     Under torchrun every rank must use rank 0's seed."""
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little") % 2**31
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        shared = torch.tensor([seed], dtype=torch.int64)
-        torch.distributed.broadcast(shared, src=0)
-        seed = int(shared.item())
-    return seed
+    return distributed.from_rank_0(seed)  # [torchrun] a CPU-tensor broadcast would fail under NCCL
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -186,11 +183,22 @@ def setup_process(device_name: str) -> tuple[int, torch.device]:
     import torch.distributed as dist
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type not in ("cuda", "cpu"):
+        raise UserError(f"torchrun runs on CUDA GPUs or CPUs, not {device.type}: pass --device cuda or --device cpu")
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(
+                f"local rank {local_rank} has no GPU (this machine has {torch.cuda.device_count()}):"
+                " pass --nproc-per-node no larger than the number of GPUs"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # device_id binds NCCL to this rank's GPU (barriers and object broadcasts then use it)
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            device_id=device if device.type == "cuda" else None,
+        )
     return dist.get_rank(), device
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 import torch  # noqa: E402
 
-from cnn_torch import data, fit, runs  # noqa: E402
+from cnn_torch import data, distributed, fit, runs  # noqa: E402
 from cnn_torch.checkpoints import load_checkpoint, load_weights, restore_rng_state, save_checkpoint  # noqa: E402
 from cnn_torch.device import resolve_device  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
@@ -64,10 +64,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        return train(args)
+        exit_code = train(args)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)  # under torchrun: "error (rank N)"
         return 2
+    if exit_code == 0:
+        distributed.close()  # [torchrun] leave the process group; after a failure torchrun stops the others
+    return exit_code
 
 
 def train(args: argparse.Namespace) -> int:
@@ -79,7 +82,8 @@ def train(args: argparse.Namespace) -> int:
 
     # 1. the data: uint8 NCHW images, int64 labels, class names
     dataset = data.resolve_dataset(args.dataset, args.data_dir)
-    lesson_data = data.load_data(dataset, args.data_dir, limit=args.limit, seed=seed)
+    with distributed.local_main_process_first():  # [torchrun] one download per machine, not a race
+        lesson_data = data.load_data(dataset, args.data_dir, limit=args.limit, seed=seed)
     train_images, train_labels = lesson_data.train_images, lesson_data.train_labels
     # Keras: validation_data = the test split, as the lesson does; else --validation-split (default 0.2)
     validation_data, validation_split = None, args.validation_split
@@ -126,7 +130,7 @@ def train(args: argparse.Namespace) -> int:
         status, exit_code = "nan", 1
         if rank == 0:
             runs.write_nan_report(run_dir, error)
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)
     if rank != 0:
         return exit_code
 
