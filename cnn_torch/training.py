@@ -22,6 +22,7 @@ from cnn_torch.checks import (
     check_labels,
     check_model_outputs,
 )
+from cnn_torch.data import split_validation
 from cnn_torch.device import as_float, autocast, resolve_device
 from cnn_torch.errors import UserError
 from cnn_torch.evaluation import evaluate
@@ -46,12 +47,6 @@ class NonFiniteLoss(UserError):
             " lower the learning rate (e.g. --learning-rate 1e-4) or check the data"
         )
         self.epoch, self.step, self.batch_indices, self.history = epoch, step, batch_indices, history
-
-
-def split_validation(images: torch.Tensor, labels: torch.Tensor, validation_split: float):
-    """Keras's rule: the LAST ``N - floor(N * (1 - validation_split))`` samples, unshuffled."""
-    split_at = int(math.floor(len(images) * (1.0 - validation_split)))
-    return images[:split_at], labels[:split_at], images[split_at:], labels[split_at:]
 
 
 def epoch_order(num_samples: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
@@ -154,7 +149,7 @@ def fit(
                 # forward: Keras's y_pred = model(x, training=True); loss on the logits
                 with autocast(device, precision):
                     logits = training_model(images)
-                loss = loss_fn(logits.float(), labels)
+                loss = loss_fn(logits.float(), labels) if len(labels) else logits.sum() * 0.0  # [torchrun] empty share
                 tracer.forward(logits, loss)
                 if break_at == (epoch + 1, step + 1):
                     breakpoint()  # --break-at: images, labels, logits and loss are in scope
