@@ -5,9 +5,14 @@ Under torchrun each rank takes its share of every *global* batch (``--batch-size
 keeps its Keras meaning), the loss is scaled so the averaged gradient equals the
 one a single process would compute on the whole batch, and metric *sums* are
 all-reduced so History means exactly what it means in one process.
+``docs/distributed.md`` explains how to launch it on one or several machines.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -25,7 +30,12 @@ def is_main_process() -> bool:
 
 
 def local_share(global_batch: torch.Tensor) -> torch.Tensor:
-    """This rank's contiguous slice of a global batch of indices (all of it in one process)."""
+    """This rank's contiguous slice of a global batch of indices (all of it in one process).
+
+    Shares differ by at most one sample, and a last batch smaller than the world size
+    leaves the last ranks an empty share: they still run forward and backward (DDP needs
+    every rank in every gradient all-reduce), with a loss of 0.
+    """
     rank, world_size = rank_and_world_size()
     if world_size == 1:
         return global_batch
@@ -42,13 +52,16 @@ def global_batch_loss(local_mean_loss: torch.Tensor, local_size: int, global_siz
     _, world_size = rank_and_world_size()
     if world_size == 1:
         return local_mean_loss
-    if local_size == 0:  # a last batch smaller than the world size leaves some ranks empty
+    if local_size == 0:  # an empty share: the mean of nothing is NaN, and NaN * 0 is still NaN
         return local_mean_loss.nan_to_num(0.0) * 0.0
     return local_mean_loss * (local_size * world_size / global_size)
 
 
 def all_reduce_sums(*sums: torch.Tensor) -> list[torch.Tensor]:
-    """Add up metric sums (loss x samples, correct, seen) across ranks; identity in one process."""
+    """Add up metric sums (loss x samples, correct, seen) across ranks; identity in one process.
+
+    The sums travel as float64, so counts stay exact and the division happens once, after.
+    """
     _, world_size = rank_and_world_size()
     if world_size == 1:
         return list(sums)
@@ -58,9 +71,62 @@ def all_reduce_sums(*sums: torch.Tensor) -> list[torch.Tensor]:
 
 
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model the training forward pass goes through: DDP under torchrun, else itself."""
+    """The model the training forward pass goes through: DDP under torchrun, else itself.
+
+    Wrapping copies rank 0's parameters and buffers to every rank, so all ranks start
+    from the same weights whatever their random state.
+    """
     _, world_size = rank_and_world_size()
     if world_size == 1:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def from_rank_0(value: int) -> int:
+    """Rank 0's ``value`` on every rank (a random seed, say); ``value`` itself in one process.
+
+    ``broadcast_object_list`` picks the device the backend needs: NCCL cannot send a CPU tensor.
+    """
+    _, world_size = rank_and_world_size()
+    if world_size == 1:
+        return value
+    message = [value]
+    dist.broadcast_object_list(message, src=0)
+    return message[0]
+
+
+@contextlib.contextmanager
+def local_main_process_first() -> Iterator[None]:
+    """Run the block on each machine's first process (LOCAL_RANK 0) before the others.
+
+    For downloads and caches: one process per machine fetches or decodes the data, the
+    others wait and then read what it wrote instead of racing it for the same files.
+    If the first process fails inside the block, torchrun stops the waiting ones.
+    """
+    _, world_size = rank_and_world_size()
+    first = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    if world_size > 1 and not first:
+        dist.barrier()
+    yield
+    if world_size > 1 and first:
+        dist.barrier()
+
+
+def error_prefix() -> str:
+    """``error`` in one process, ``error (rank N)`` under torchrun, so a failing rank names itself.
+
+    Read from torchrun's environment, not from the process group: a rank can fail before joining it.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"error (rank {os.environ.get('RANK', '?')})"
+    return "error"
+
+
+def close() -> None:
+    """Leave the process group at the end of a run that finished on every rank (no-op otherwise).
+
+    Not on a failure path: a peer may be waiting in a collective, and torchrun ends the run anyway.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

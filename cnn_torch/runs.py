@@ -44,7 +44,8 @@ def make_optimizer(name: str, parameters, learning_rate: float | None = None) ->
 
 def safe_name(text: str) -> str:
     """A file-name-safe version of user text: it can never hold a path separator or '..'."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+    name = re.sub(r"\.{2,}", ".", name).strip("._")  # "a..b" -> "a.b": no '..' anywhere
     return name or "run"
 
 
@@ -117,6 +118,7 @@ class RunRecorder:
 RUN_FLAGS = (
     "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
     "limit", "seed", "precision", "monitor", "patience", "min_delta", "restore_best_weights", "fig_dir",
+    "deterministic",
 )
 
 
@@ -135,6 +137,13 @@ def check_flags(args) -> None:
     if args.patience is not None and args.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
     parse_break_at(args.break_at)
+    if args.resume is None and args.out is not None:  # a new run must not overwrite a finished one
+        kept = [name for name in ("history.json", "last.pt") if (Path(args.out) / name).exists()]
+        if kept:
+            raise UserError(
+                f"--out {args.out} already holds a run ({', '.join(kept)}): pass a new --out,"
+                f" or --resume {args.out} to continue that run"
+            )
 
 
 def parse_break_at(text: str | None) -> tuple[int, int] | None:
@@ -215,11 +224,18 @@ def load_resume(args) -> dict:
     if "optimizer" not in checkpoint or "rng" not in checkpoint:
         raise UserError(f"{run_dir / 'last.pt'} is not resumable (no optimizer state): start a new run")
     record_path = run_dir / "run.json"
-    flags = json.loads(record_path.read_text())["flags"] if record_path.is_file() else {}
+    try:
+        flags = json.loads(record_path.read_text())["flags"] if record_path.is_file() else {}
+    except (ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{record_path} is not a readable run record: delete it and pass the run's flags"
+            " (--dataset, --batch-size, ...) again with --resume"
+        ) from None
     for name in RUN_FLAGS:
         if name in flags:
             setattr(args, name, flags[name])
     args.seed = checkpoint["seed"]
+    args.model = checkpoint["model_name"]  # the checkpoint knows what it holds, with or without run.json
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(
             f"{run_dir} already finished {checkpoint['epoch']} epochs: pass --epochs larger than that to continue"
@@ -235,15 +251,18 @@ def write_nan_report(run_dir: Path, error) -> Path:
 
 
 def print_summary(run_dir: Path, figures: list[Path], history: History, status: str) -> None:
-    if status == "interrupted":
+    if status == "interrupted" and history.epoch:
         print(f"Interrupted: the {len(history.epoch)} finished epoch(s) are saved in {run_dir}.")
         print(f"Resume with: python scripts/train.py --resume {run_dir} --epochs {history.params.get('epochs', '')}")
+    elif status == "interrupted":
+        print("Interrupted during the first epoch: no epoch finished, so there is nothing to resume.")
     if status == "nan":
         print(f"Stopped on a NaN/inf loss; the offending batch is in {run_dir / 'nan_batch.json'}.")
     if history.epoch:
         last = {key: round(values[-1], 4) for key, values in history.history.items()}
         print(f"Last epoch ({history.epoch[-1] + 1}): {last}")
-    print(f"History:     {run_dir / 'history.csv'} and history.json")
+    if history.epoch:  # written after each finished epoch, so absent when none finished
+        print(f"History:     {run_dir / 'history.csv'} and history.json")
     for name in ("model.pt", "best.pt", "last.pt"):
         if (run_dir / name).exists():
             print(f"Checkpoint:  {run_dir / name}")

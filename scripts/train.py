@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     except UserError as error:
         print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)  # under torchrun: "error (rank N)"
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before training started, or a second Ctrl-C: stop at once
+        print("\ninterrupted: stopped at once; the files of every finished epoch are kept", file=sys.stderr)
+        return 130
     if exit_code == 0:
         distributed.close()  # [torchrun] leave the process group; after a failure torchrun stops the others
     return exit_code
