@@ -16,7 +16,6 @@ import random
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from cnn_torch.errors import UserError
@@ -31,7 +30,14 @@ NORMALISATION = {"scale": 1 / 255.0, "mean": None, "std": None}
 
 
 def versions() -> dict[str, str]:
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version()}
+    import torchvision  # here, not at the top: it takes seconds, and a mistyped flag should not wait for it
+
+    # str(): torch.__version__ is a TorchVersion, which weights_only=True refuses to unpickle
+    return {
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
 
 
 def rng_state() -> dict:
@@ -109,6 +115,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: dict) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load with ``weights_only=True``; every failure is one line that names the fix."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a folder: pass the model.pt, best.pt or last.pt inside it")
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist: pass the model.pt, best.pt or last.pt of a run")
     try:
@@ -119,14 +127,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
                 f"checkpoint {path} holds Python objects that could run code when loaded;"
                 " refused (only weights_only-safe cnn-torch checkpoints are loaded)"
             ) from None
-        raise UserError(f"checkpoint {path} is corrupt ({error}): use another checkpoint of the run") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        reason = str(error).splitlines()[0][:80]
+        reason = (str(error).strip().splitlines() or ["unreadable pickle"])[0][:80]
+        raise UserError(f"checkpoint {path} is corrupt ({reason}): use another checkpoint of the run") from None
+    except Exception as error:  # torch's readers fail on garbage with anything: IndexError, KeyError, ...
+        text = str(error).strip()
+        reason = text.splitlines()[0][:80] if text and not isinstance(error, LookupError) else type(error).__name__
         raise UserError(
             f"checkpoint {path} is truncated or not a checkpoint ({reason}): use another checkpoint of the run"
         ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise UserError(f"{path} is not a cnn-torch checkpoint: pass a model.pt, best.pt or last.pt written by cnn-torch")
+        raise UserError(
+            f"{path} is not a cnn-torch checkpoint: pass a model.pt, best.pt or last.pt written by cnn-torch"
+        )
     if checkpoint.get("format_version") != FORMAT_VERSION:
         raise UserError(
             f"checkpoint {path} has format version {checkpoint.get('format_version')!r}; this cnn-torch"
@@ -151,5 +163,9 @@ def load_weights(model: nn.Module, checkpoint: dict) -> None:
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        reason = str(error).splitlines()[0]
-        raise UserError(f"the checkpoint's weights do not fit this model ({reason}): build it with the same arguments") from None
+        # the first line only says "Error(s) in loading state_dict"; the second names the layer
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[1 if len(lines) > 1 else 0][:120]
+        raise UserError(
+            f"the checkpoint's weights do not fit this model ({reason}): build it with the same arguments"
+        ) from None

@@ -63,3 +63,20 @@ def plot_history(history: History, fig_dir: str | os.PathLike, run_name: str, ti
     fig.text(0.5, -0.02, TRAIN_NOTE, ha="center", fontsize=8, color="gray")
     paths.append(_save(fig, fig_dir / f"{run_name}_history.png"))
     return paths
+
+
+def plot_confusion_matrix(matrix, class_names: list[str], path: str | os.PathLike, title: str) -> Path:
+    """The lesson's ``sns.heatmap(confusion_df, annot=True)``: counts in every cell, true
+    labels down the side and predicted labels along the bottom, written atomically.
+    ``matrix`` is a tensor, an array or a list of rows, one row per true label."""
+    rows = matrix.tolist() if hasattr(matrix, "tolist") else matrix
+    counts = pd.DataFrame([[int(n) for n in row] for row in rows], index=class_names, columns=class_names)
+    size = 2.5 + 0.55 * len(class_names)  # room for ten CIFAR-10 names and 4-digit counts
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", square=True, ax=ax)
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title(title)
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+    plt.setp(ax.get_yticklabels(), rotation=0)
+    return _save(fig, Path(path))

@@ -1,0 +1,160 @@
+"""Evaluate a trained model like episode 05: loss, accuracy, per-class accuracy and a confusion matrix.
+
+    python scripts/evaluate.py --checkpoint runs/<run>/best.pt               # the test split
+    python scripts/evaluate.py --checkpoint runs/<run>/best.pt --split val   # the run's validation split
+    python scripts/evaluate.py --checkpoint runs/<run>/best.pt --json        # one JSON object
+
+The data flags default to the run's own (from run.json next to the checkpoint), so the
+model is evaluated on the data it was trained for. The numbers are Keras's
+``model.evaluate(test_images, test_labels)``; the matrix is the lesson's
+``confusion_matrix(true_labels, predicted_labels)``, drawn as a seaborn heatmap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+import torch  # noqa: E402
+
+from cnn_torch import data, distributed, metrics, runs  # noqa: E402
+from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from cnn_torch.device import resolve_device  # noqa: E402
+from cnn_torch.errors import UserError  # noqa: E402
+from cnn_torch.plots import plot_confusion_matrix  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt")
+    parser.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="test: the test split (CIFAR-10's, or DIR/test/); val: the run's validation split",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=list(data.DATASETS),
+        default=None,
+        help="default: the run's (run.json), else as train.py chooses",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="default: the run's; a CIFAR-10 download folder or an image-folder tree"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="train.py's --limit; default: the run's")
+    parser.add_argument("--batch-size", type=int, default=32, help="does not change the results (Keras evaluate: 32)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    parser.add_argument("--fig-dir", default="fig", help="where <run>_confusion_matrix.png goes")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return evaluate_checkpoint(args)
+    except UserError as error:
+        print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)
+        return 2
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> int:
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}: try --batch-size 32")
+    # 1. the model, rebuilt from the checkpoint alone
+    checkpoint_path = Path(args.checkpoint)
+    checkpoint = load_checkpoint(checkpoint_path)
+    device = resolve_device(args.device)
+    model = model_from_checkpoint(checkpoint).to(device)
+    class_names = checkpoint["class_names"]
+
+    # 2. the images to evaluate on
+    images, labels, source = load_split(args, checkpoint_path, checkpoint)
+
+    # 3. Keras's model.evaluate, then predict -> confusion matrix and per-class accuracy
+    report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device)
+    matrix = torch.tensor(report["confusion_matrix"])
+    run_name = runs.safe_name(checkpoint_path.resolve().parent.name)
+    title = (
+        f"{checkpoint['model_name']} ({checkpoint_path.name}), {args.split} split, accuracy {report['accuracy']:.3f}"
+    )
+    figure = plot_confusion_matrix(matrix, class_names, Path(args.fig_dir) / f"{run_name}_confusion_matrix.png", title)
+    report.update(split=args.split, checkpoint=str(checkpoint_path), data=source, figure=str(figure))
+
+    # 4. show it
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{checkpoint_path} ({checkpoint['model_name']}, {checkpoint['epoch']} epoch(s) trained)")
+    print(f"{args.split} split: {report['num_samples']} images of {source}")
+    print(f"loss: {report['loss']:.4f} - accuracy: {report['accuracy']:.4f}")  # Keras's evaluate line
+    print("\nPer-class accuracy:")
+    print(metrics.format_per_class(matrix, class_names))
+    print("\nConfusion matrix (rows: true label, columns: predicted label):")
+    print(metrics.format_confusion_matrix(matrix, class_names))
+    print(f"\nFigure:      {figure}")
+    return 0
+
+
+def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict):
+    """``(images, labels, description)`` of the split to evaluate.
+
+    The data set, data folder, --limit and seed are the run's (from run.json beside the
+    checkpoint, else the checkpoint's seed) unless given on the command line, so ``val`` is
+    exactly the validation data the run's ``fit`` saw: the test split when train.py used it
+    for validation, else the last ``validation_split`` (default 0.2) of the training images.
+    """
+    record = read_run_record(checkpoint_path.parent / "run.json")
+    flags = record.get("flags", {})
+    dataset = args.dataset or flags.get("dataset")
+    data_dir = args.data_dir if args.data_dir is not None else flags.get("data_dir")
+    limit = args.limit if args.limit is not None else flags.get("limit")
+    if limit is not None and limit <= 0:
+        raise UserError(f"--limit must be a positive integer, got {limit}: try --limit 2000")
+    seed = record.get("seed", checkpoint.get("seed"))
+    _, height, width = checkpoint["input_shape"]
+    lesson = data.load_data(dataset, data_dir, limit=limit, seed=seed or 0, image_size=(height, width))
+    if lesson.class_names != checkpoint["class_names"]:
+        raise UserError(
+            f"the checkpoint was trained on the classes {', '.join(checkpoint['class_names'])} but {lesson.source}"
+            f" has {', '.join(lesson.class_names)}: pass the --dataset and --data-dir the model was trained on"
+        )
+    if args.split == "test":
+        if lesson.test_images is None:
+            raise UserError(
+                f"{lesson.source} has no test split (no test/ or val/ folder): use --split val to evaluate"
+                " on the run's validation split"
+            )
+        return lesson.test_images, lesson.test_labels, lesson.source
+
+    # train.py's rule: validate on the test split when there is one and no --validation-split
+    validation_split = flags.get("validation_split")
+    if record and validation_split is None and lesson.test_images is not None:
+        return lesson.test_images, lesson.test_labels, f"{lesson.source} (its test split, which the run validated on)"
+    validation_split = validation_split or 0.2
+    # Keras: the LAST fraction of the training images, before any shuffling
+    *_, val_images, val_labels = data.split_validation(lesson.train_images, lesson.train_labels, validation_split)
+    return val_images, val_labels, f"{lesson.source} (the last {validation_split:g} of its training images)"
+
+
+def read_run_record(path: Path) -> dict:
+    """A run's run.json, or {} when the checkpoint was copied away from its run directory."""
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:80]
+        raise UserError(f"cannot read {path} ({reason}): fix or delete it, or move the checkpoint elsewhere") from None
+    return record if isinstance(record, dict) else {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

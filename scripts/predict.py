@@ -1,0 +1,83 @@
+"""Classify image files with a trained model, like episode 05's prediction on a new photo.
+
+    python scripts/predict.py --checkpoint runs/<run>/best.pt photo.jpg
+    python scripts/predict.py --checkpoint runs/<run>/best.pt a.png b.jpg --json
+
+Each file, of any size, is read like ``keras.utils.load_img(path, target_size=(32, 32))``:
+converted to RGB and resized (nearest neighbour) to the model's input size, then scaled
+like the training data (``/ 255.0``). The model outputs logits; the softmax turns them
+into the class probabilities the lesson's Keras model prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from cnn_torch import distributed  # noqa: E402
+from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from cnn_torch.device import resolve_device  # noqa: E402
+from cnn_torch.errors import UserError  # noqa: E402
+from cnn_torch.evaluation import predict, probabilities  # noqa: E402
+from cnn_torch.image_files import load_images, to_model_input  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, BMP or GIF files of any size")
+    parser.add_argument("--top", type=int, default=3, help="how many of the most probable classes to print")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    parser.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return predict_files(args)
+    except UserError as error:
+        print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)
+        return 2
+
+
+def predict_files(args: argparse.Namespace) -> int:
+    if args.top <= 0:
+        raise UserError(f"--top must be a positive integer, got {args.top}: try --top 3")
+    # 1. the model, rebuilt from the checkpoint alone
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint)
+    class_names = checkpoint["class_names"]
+
+    # 2. the images: Keras's load_img(path, target_size=...) + img_to_array, then / 255.0
+    channels, height, width = checkpoint["input_shape"]
+    images = load_images(args.images, (height, width), channels)
+    inputs = to_model_input(images, checkpoint["normalisation"])
+
+    # 3. Keras's model.predict; softmax turns the logits into probabilities
+    class_probabilities = probabilities(predict(model.to(resolve_device(args.device)), inputs))
+
+    results = []
+    for path, row in zip(args.images, class_probabilities.tolist(), strict=True):
+        by_class = dict(zip(class_names, row, strict=True))
+        results.append({"file": str(path), "predicted": max(by_class, key=by_class.get), "probabilities": by_class})
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for result in results:
+        print(f"{result['file']}: {result['predicted']}")
+        ranked = sorted(result["probabilities"].items(), key=lambda item: item[1], reverse=True)
+        width = max(len(name) for name in class_names)
+        for name, probability in ranked[: args.top]:
+            print(f"    {name:<{width}}  {probability:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Episode 05: the confusion matrix and per-class accuracy, scripts/evaluate.py against a hand
+computation, image files read like ``keras.utils.load_img``, and scripts/predict.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+from cnn_torch import data
+from cnn_torch.checkpoints import make_checkpoint, save_checkpoint
+from cnn_torch.errors import UserError
+from cnn_torch.fileio import write_json
+from cnn_torch.history import History
+from cnn_torch.image_files import load_image, load_images, to_model_input
+from cnn_torch.metrics import (
+    confusion_matrix,
+    format_confusion_matrix,
+    format_per_class,
+    per_class_accuracy,
+)
+from cnn_torch.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+evaluate_script = load_script("evaluate")
+predict_script = load_script("predict")
+
+
+# --- the confusion matrix and per-class accuracy ------------------------------------------------
+
+
+def test_confusion_matrix_rows_are_true_labels():
+    true_labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    predicted = [0, 1, 0, 1, 1, 0, 2, 2, 1]
+    expected = [
+        [2, 1, 0],  # two 0s right, one 0 taken for a 1
+        [0, 2, 0],
+        [1, 1, 2],
+    ]
+    matrix = confusion_matrix(torch.tensor(true_labels), torch.tensor(predicted), num_classes=3)
+    assert matrix.dtype == torch.int64
+    assert matrix.tolist() == expected
+    assert per_class_accuracy(matrix) == [2 / 3, 1.0, 0.5]
+
+
+def test_a_class_without_images_has_no_accuracy():
+    matrix = confusion_matrix([0, 0, 2], [0, 2, 2], num_classes=3)
+    assert matrix.tolist() == [[1, 0, 1], [0, 0, 0], [0, 0, 1]]
+    accuracy = per_class_accuracy(matrix)
+    assert accuracy[0] == 0.5 and math.isnan(accuracy[1]) and accuracy[2] == 1.0
+    assert "n/a" in format_per_class(matrix, ["a", "b", "c"]).splitlines()[2]
+
+
+def test_confusion_matrix_rejects_bad_labels():
+    with pytest.raises(UserError, match="one prediction per image"):
+        confusion_matrix([0, 1], [0], num_classes=2)
+    with pytest.raises(UserError, match=r"\[0, 2\)"):
+        confusion_matrix([0, 2], [0, 1], num_classes=2)
+
+
+def test_text_tables():
+    matrix = torch.tensor([[3, 1], [0, 12]])
+    assert format_per_class(matrix, ["cat", "dog"]).splitlines() == [
+        "class  images  correct  accuracy",
+        "cat         4        3    0.7500",
+        "dog        12       12    1.0000",
+    ]
+    assert format_confusion_matrix(matrix, ["cat", "dog"]).splitlines() == [
+        "true \\ predicted  cat dog",
+        "cat                 3   1",  # counts right-aligned under their class names
+        "dog                 0  12",
+    ]
+
+
+# --- scripts/evaluate.py against a hand computation ----------------------------------------------
+
+
+def make_run(run_dir: Path, flags: dict | None, seed: int = 3, class_names=None, num_classes: int = 10) -> Path:
+    """A run directory with an (untrained) best.pt and, unless flags is None, a run.json."""
+    torch.manual_seed(seed)
+    model = build_model("cifar_model_small", num_classes=num_classes)
+    class_names = class_names or data.SHAPE_CLASSES
+    checkpoint = make_checkpoint(model, class_names=class_names, epoch=1, history=History(), seed=seed)
+    save_checkpoint(run_dir / "best.pt", checkpoint)
+    if flags is not None:
+        write_json(run_dir / "run.json", {"seed": seed, "flags": flags})
+    return run_dir / "best.pt"
+
+
+def hand_computation(checkpoint_path: Path, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Everything evaluate.py reports, computed directly: one forward pass over all images."""
+    from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint_path)).eval()
+    with torch.no_grad():
+        logits = model(images.float() / 255.0)
+    predicted = logits.argmax(dim=1).tolist()
+    num_classes = logits.shape[1]
+    matrix = [[0] * num_classes for _ in range(num_classes)]
+    for true, guess in zip(labels.tolist(), predicted, strict=True):
+        matrix[true][guess] += 1
+    return {
+        "loss": F.cross_entropy(logits, labels).item(),
+        "accuracy": sum(t == p for t, p in zip(labels.tolist(), predicted, strict=True)) / len(labels),
+        "confusion_matrix": matrix,
+    }
+
+
+def run_evaluate(capsys, *argv) -> dict:
+    assert evaluate_script.main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+SHAPES_FLAGS = {"dataset": "shapes", "data_dir": None, "limit": 50, "validation_split": None}
+
+
+@pytest.mark.parametrize("batch_size", ["32", "7"])
+def test_evaluate_test_split_equals_a_hand_computation(tmp_path, capsys, batch_size):
+    checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
+    report = run_evaluate(
+        capsys, "--checkpoint", str(checkpoint), "--fig-dir", str(tmp_path / "fig"), "--batch-size", batch_size
+    )
+    lesson = data.load_data("shapes", limit=50, seed=3)  # the run's data set, limit and seed
+    expected = hand_computation(checkpoint, lesson.test_images, lesson.test_labels)
+    assert report["split"] == "test" and report["num_samples"] == 10
+    assert report["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    assert report["confusion_matrix"] == expected["confusion_matrix"]
+    assert report["class_names"] == data.SHAPE_CLASSES
+    for name, row in zip(data.SHAPE_CLASSES, expected["confusion_matrix"], strict=True):
+        label = data.SHAPE_CLASSES.index(name)
+        assert report["per_class"][name] == (row[label] / sum(row) if sum(row) else None)
+    figure = tmp_path / "fig" / "run_confusion_matrix.png"
+    assert report["figure"] == str(figure)
+    assert figure.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "flags, expected_split",
+    [
+        (SHAPES_FLAGS, "test"),  # train.py validated on the test split: so does --split val
+        ({**SHAPES_FLAGS, "validation_split": 0.3}, 0.3),  # the run's --validation-split
+        (None, 0.2),  # no run.json: Keras's last 20% of the training images, with the checkpoint's seed
+    ],
+)
+def test_evaluate_val_split_is_the_runs_validation_data(tmp_path, capsys, flags, expected_split):
+    checkpoint = make_run(tmp_path / "run", flags)
+    argv = ["--checkpoint", str(checkpoint), "--split", "val", "--fig-dir", str(tmp_path)]
+    if flags is None:
+        argv += ["--dataset", "shapes", "--limit", "50"]
+    report = run_evaluate(capsys, *argv)
+    lesson = data.load_data("shapes", limit=50, seed=3)
+    if expected_split == "test":
+        images, labels = lesson.test_images, lesson.test_labels
+    else:
+        *_, images, labels = data.split_validation(lesson.train_images, lesson.train_labels, expected_split)
+    expected = hand_computation(checkpoint, images, labels)
+    assert report["split"] == "val" and report["num_samples"] == len(labels)
+    assert report["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert report["confusion_matrix"] == expected["confusion_matrix"]
+
+
+def write_image_folder(root: Path, splits=("train",), per_class: int = 5) -> Path:
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for name in ("ant", "bee"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_evaluate_without_a_test_split_says_to_use_val(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNN_TORCH_CACHE", str(tmp_path / "cache"))
+    tree = write_image_folder(tmp_path / "tree")
+    flags = {"dataset": "folder", "data_dir": str(tree), "limit": None, "validation_split": None}
+    checkpoint = make_run(tmp_path / "run", flags, class_names=["ant", "bee"], num_classes=2)
+    argv = ["--checkpoint", str(checkpoint), "--fig-dir", str(tmp_path)]
+    assert evaluate_script.main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "use --split val" in error and len(error.strip().splitlines()) == 1
+    report = run_evaluate(capsys, *argv, "--split", "val")  # the last 20% of the 10 training images
+    assert report["num_samples"] == 2 and report["class_names"] == ["ant", "bee"]
+
+
+def test_evaluate_refuses_data_with_other_classes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CNN_TORCH_CACHE", str(tmp_path / "cache"))
+    tree = write_image_folder(tmp_path / "tree", splits=("train", "test"))
+    checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
+    assert evaluate_script.main(["--checkpoint", str(checkpoint), "--data-dir", str(tree), "--dataset", "folder"]) == 2
+    assert "pass the --dataset and --data-dir the model was trained on" in capsys.readouterr().err
+
+
+def test_evaluate_missing_checkpoint(tmp_path, capsys):
+    assert evaluate_script.main(["--checkpoint", str(tmp_path / "nope.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_evaluate_text_output(tmp_path, capsys):
+    checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
+    assert evaluate_script.main(["--checkpoint", str(checkpoint), "--fig-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "test split: 10 images of shapes" in out
+    assert out.count("loss: ") == 1 and "- accuracy: " in out  # Keras's evaluate line
+    assert "Per-class accuracy:" in out and "Confusion matrix (rows: true label" in out
+    assert all(name in out for name in data.SHAPE_CLASSES)
+
+
+# --- image files, read like keras.utils.load_img(path, target_size=(32, 32)) --------------------
+
+
+def nearest_resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize from its definition: output pixel i samples the source pixel
+    under its centre, floor((i + 0.5) * source_size / target_size). (PIL's NEAREST, which
+    Keras's load_img uses by default, does exactly this.)"""
+    rows = np.floor((np.arange(height) + 0.5) * array.shape[0] / height).astype(int)
+    cols = np.floor((np.arange(width) + 0.5) * array.shape[1] / width).astype(int)
+    return array[rows][:, cols]
+
+
+def write_images(folder: Path) -> dict[str, Path]:
+    """PNG, JPEG, BMP, GIF; other sizes, grayscale, RGBA and palette images."""
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)  # 50 wide, 40 high
+    gray = rng.integers(0, 256, (37, 61), dtype=np.uint8)
+    images = {
+        "wide.png": Image.fromarray(rgb),
+        "photo.jpg": Image.fromarray(rgb),
+        "gray.png": Image.fromarray(gray),
+        "gray.jpeg": Image.fromarray(gray),
+        "rgba.png": Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)),
+        "big.bmp": Image.fromarray(rng.integers(0, 256, (100, 80, 3), dtype=np.uint8)),
+        "palette.gif": Image.fromarray(rgb).convert("P"),
+        "exact.png": Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)),
+    }
+    paths = {}
+    for name, image in images.items():
+        paths[name] = folder / name
+        image.save(paths[name])
+    return paths
+
+
+def test_load_image_converts_to_rgb_and_resizes_like_keras(tmp_path):
+    for name, path in write_images(tmp_path).items():
+        image = load_image(path, (32, 32))
+        assert image.dtype == torch.uint8 and image.shape == (3, 32, 32), name
+        with Image.open(path) as source:  # the decoded file, RGB (grayscale: three equal channels)
+            decoded = np.asarray(source.convert("RGB"))
+        expected = nearest_resize(decoded, 32, 32)
+        assert np.array_equal(image.permute(1, 2, 0).numpy(), expected), name
+    gray = load_image(tmp_path / "gray.png", (32, 32))
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+
+
+def test_load_image_other_target_sizes_and_grayscale_models(tmp_path):
+    paths = write_images(tmp_path)
+    assert load_image(paths["wide.png"], (20, 64)).shape == (3, 20, 64)  # (height, width), like target_size
+    one_channel = load_image(paths["wide.png"], (32, 32), channels=1)
+    with Image.open(paths["wide.png"]) as source:
+        expected = nearest_resize(np.asarray(source.convert("L")), 32, 32)
+    assert np.array_equal(one_channel[0].numpy(), expected)
+    batch = load_images([paths["wide.png"], paths["photo.jpg"]], (32, 32))
+    assert batch.shape == (2, 3, 32, 32)
+
+
+def test_unreadable_files_are_named(tmp_path):
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    truncated = tmp_path / "cut.jpg"
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    for path in (not_an_image, truncated, tmp_path / "missing.png", tmp_path):
+        with pytest.raises(UserError, match=f"image {path} "):
+            load_image(path, (32, 32))
+
+
+def test_model_input_is_scaled_like_the_training_data():
+    images = torch.tensor([[[[0, 51, 255]]]], dtype=torch.uint8)
+    inputs = to_model_input(images, {"scale": 1 / 255.0, "mean": None, "std": None})
+    assert inputs.dtype == torch.float32
+    assert torch.allclose(inputs, torch.tensor([[[[0.0, 0.2, 1.0]]]]))
+
+
+# --- scripts/predict.py ------------------------------------------------------------------------
+
+
+def test_predict_probabilities_equal_a_hand_computation(tmp_path, capsys):
+    checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
+    paths = write_images(tmp_path)
+    files = [str(paths[name]) for name in ("wide.png", "photo.jpg", "gray.png")]
+    assert predict_script.main(["--checkpoint", str(checkpoint), *files, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    expected = hand_computation_probabilities(checkpoint, files)
+    assert [result["file"] for result in results] == files
+    for result, row in zip(results, expected, strict=True):
+        assert list(result["probabilities"]) == data.SHAPE_CLASSES
+        assert list(result["probabilities"].values()) == pytest.approx(row.tolist(), abs=1e-6)
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert result["predicted"] == data.SHAPE_CLASSES[int(row.argmax())]
+
+
+def hand_computation_probabilities(checkpoint_path: Path, files: list[str]) -> torch.Tensor:
+    """The lesson's steps: load_img(target_size=(32, 32)), img_to_array, / 255.0, predict, softmax."""
+    from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint_path)).eval()
+    arrays = []
+    for path in files:
+        with Image.open(path) as source:
+            arrays.append(nearest_resize(np.asarray(source.convert("RGB")), 32, 32))
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        return torch.softmax(model(images), dim=1)
+
+
+def test_predict_prints_the_top_three(tmp_path, capsys):
+    checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
+    path = str(write_images(tmp_path)["photo.jpg"])
+    assert predict_script.main(["--checkpoint", str(checkpoint), path]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith(f"{path}: ")
+    names = [line.split()[0] for line in lines[1:]]
+    probabilities = [float(line.split()[1]) for line in lines[1:]]
+    assert lines[0].endswith(names[0]) and probabilities == sorted(probabilities, reverse=True)
+
+
+def test_predict_names_an_unreadable_file(tmp_path, capsys):
+    checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    assert predict_script.main(["--checkpoint", str(checkpoint), str(bad)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: cannot decode image {bad} ")
+
+
+# --- the real command lines ----------------------------------------------------------------------
+
+
+def test_cli_smoke_runs(tmp_path):
+    checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
+    image = str(write_images(tmp_path)["wide.png"])
+    python = [sys.executable]
+    evaluate = subprocess.run(
+        [*python, str(ROOT / "scripts" / "evaluate.py"), "--checkpoint", str(checkpoint), "--json",
+         "--fig-dir", str(tmp_path / "fig")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert evaluate.returncode == 0, evaluate.stderr
+    report = json.loads(evaluate.stdout)
+    assert {"loss", "accuracy", "per_class", "confusion_matrix", "class_names", "split", "num_samples"} <= set(report)
+    assert (tmp_path / "fig" / "run_confusion_matrix.png").is_file()
+    predict = subprocess.run(
+        [*python, str(ROOT / "scripts" / "predict.py"), "--checkpoint", str(checkpoint), image, "--json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert predict.returncode == 0, predict.stderr
+    [result] = json.loads(predict.stdout)
+    assert result["file"] == image and result["predicted"] in data.SHAPE_CLASSES
