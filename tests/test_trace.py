@@ -1,0 +1,124 @@
+"""``fit(..., trace=True)`` narrates the first batch; ``break_at`` stops inside the loop.
+
+A tiny model on 10 random 12x12 images, batch 4: 3 batches an epoch, the last of 2.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnn_torch import fit
+from cnn_torch.models import model_intro
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_IMAGES, BATCH_SIZE, NUM_CLASSES, EPOCHS = 10, 4, 3, 2
+
+
+def tiny_run():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(NUM_IMAGES, 3, 12, 12, generator=generator)
+    labels = torch.randint(NUM_CLASSES, (NUM_IMAGES,), generator=generator)
+    torch.manual_seed(0)
+    model = model_intro(num_classes=NUM_CLASSES, input_shape=(3, 12, 12))  # params: 0.weight, 0.bias, 4.*
+    return model, images, labels
+
+
+def run_fit(model, images, labels, **kwargs):
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)  # keeps a step count the trace shows
+    return fit(model, nn.CrossEntropyLoss(), optimizer, images, labels, epochs=EPOCHS, batch_size=BATCH_SIZE,
+               shuffle=False, verbose=0, device="cpu", **kwargs)
+
+
+def trace_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("[trace]")]
+
+
+def test_trace_narrates_the_first_batch_once_in_order(capsys):
+    model, images, labels = tiny_run()
+    # the first batch's loss and gradients, computed here by hand, for the trace to match
+    reference = copy.deepcopy(model).train()
+    expected_loss = nn.functional.cross_entropy(reference(images[:BATCH_SIZE]), labels[:BATCH_SIZE])
+    expected_loss.backward()
+    expected_norms = {name: p.grad.norm().item() for name, p in reference.named_parameters()}
+
+    history = run_fit(model, images, labels, trace=True)
+    lines = trace_lines(capsys.readouterr().out)
+
+    expected = [
+        r"epoch 1, batch 1/3: indices \[0, 1, 2, 3\] \(4 samples\)$",
+        r"batch moved to cpu: images shape \(4, 3, 12, 12\) float32 on cpu,"
+        r" labels shape \(4,\) int64 on cpu; pixel range \[\d\.\d+, \d\.\d+\]$",
+        r"forward pass in training mode: logits shape \(4, 3\) float32 on cpu; first row \[\S+, \S+, \S+\]$",
+        r"loss = CrossEntropyLoss\(logits, labels\) = (?P<loss>\d+\.\d+) \(mean over the batch\)$",
+        r"optimizer\.zero_grad\(\)",
+        r"loss\.backward\(\): gradient norm per parameter: (?P<norms>.+)$",
+        r"optimizer\.step\(\): Adam, learning rate 0\.001, step count 1; parameter change norm: ",
+        r"metrics updated from this batch's pre-update predictions; the trace ends here, training continues",
+    ]
+    assert len(lines) == len(expected), "\n".join(lines)  # once: the first batch of the first epoch only
+    matches = []
+    for line, pattern in zip(lines, expected, strict=True):
+        match = re.match(r"\[trace\] " + pattern, line)
+        assert match, f"{line!r} does not match {pattern!r}"
+        matches.append(match)
+
+    assert float(matches[3]["loss"]) == pytest.approx(expected_loss.item(), abs=1e-6)
+    norms = dict(item.split(" ") for item in matches[5]["norms"].split(", "))
+    assert list(norms) == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    for name, value in norms.items():
+        assert float(value) == pytest.approx(expected_norms[name], rel=1e-3)
+
+    # the trace changed nothing: training went on for every epoch and batch
+    assert history.epoch == [0, 1]
+    assert all(len(values) == EPOCHS for values in history.history.values())
+    assert history.params["steps"] == 3
+
+
+def test_trace_off_prints_nothing(capsys):
+    model, images, labels = tiny_run()
+    run_fit(model, images, labels)
+    assert trace_lines(capsys.readouterr().out) == []
+
+
+def test_break_at_stops_once_with_the_batch_in_scope(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setenv("PYTHONBREAKPOINT", "breakpoint_recorder.record")  # read by breakpoint() at each call
+    import breakpoint_recorder
+
+    breakpoint_recorder.CALLS.clear()
+    model, images, labels = tiny_run()
+    history = run_fit(model, images, labels, break_at=(1, 2))  # epoch 1, batch 2 (1-based)
+
+    assert breakpoint_recorder.CALLS == [
+        {
+            "epoch": 0,  # fit's own counters are 0-based
+            "step": 1,
+            "shapes": {"images": (4, 3, 12, 12), "labels": (4,), "logits": (4, NUM_CLASSES), "loss": ()},
+            "loss_has_graph": True,  # after the forward pass, before backward
+        }
+    ]
+    assert history.epoch == [0, 1]
+
+
+def test_cli_trace_prints_the_steps(tmp_path):
+    command = [
+        sys.executable, "scripts/train.py", "--dataset", "shapes", "--limit", "200", "--epochs", "1",
+        "--trace", "--quiet", "--out", str(tmp_path / "run"), "--fig-dir", str(tmp_path / "fig"),
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = trace_lines(result.stdout)
+    assert len(lines) == 8, result.stdout
+    assert re.match(r"\[trace\] epoch 1, batch 1/\d+: indices \[.*\]( \.\.\.)? \(32 samples\)$", lines[0])
+    assert "images shape (32, 3, 32, 32) float32" in lines[1]
+    assert "logits shape (32, 10)" in lines[2]
+    assert re.search(r"optimizer\.step\(\): Adam, learning rate 0\.001, step count 1;", lines[6])
+    assert (tmp_path / "run" / "history.json").exists()
