@@ -9,6 +9,7 @@ Nothing in it is a pickled object, so loading it can never run code.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import pickle
 import platform
@@ -29,13 +30,20 @@ FORMAT_VERSION = 1
 NORMALISATION = {"scale": 1 / 255.0, "mean": None, "std": None}
 
 
+def _package_version(name: str) -> str | None:
+    """Read from the installed metadata: importing torchvision just for this costs seconds."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def versions() -> dict[str, str]:
-    import torchvision  # here, not at the top: it takes seconds, and a mistyped flag should not wait for it
 
     # str(): torch.__version__ is a TorchVersion, which weights_only=True refuses to unpickle
     return {
         "torch": str(torch.__version__),
-        "torchvision": str(torchvision.__version__),
+        "torchvision": _package_version("torchvision"),
         "python": platform.python_version(),
     }
 

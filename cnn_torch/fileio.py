@@ -15,6 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+# mkstemp creates files readable by their owner only (0600); files written with plain open()
+# get 0666 less the umask (usually 0644). Read once: os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
@@ -23,6 +29,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp_name, _FILE_MODE)  # so figures and histories are as readable as any other file
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -4,7 +4,7 @@ torch's own Adam and RMSprop place epsilon differently (and RMSprop's defaults d
 so they can only approximate Keras. These two write Keras's equations out, one line
 per equation, for the parity tests and for anyone who wants Keras's exact optimizer.
 ``torch.optim.Adam(eps=1e-7)`` stays the default in ``scripts/train.py``: the gap is
-measured in the README ("What fit does, proven").
+measured in docs/parity-table.md and the README ("What `fit` does, proven").
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class Tracer:
         self.say(
             f"epoch {epoch + 1}, batch {step + 1}/{steps}: indices {shown}"
             f"{' ...' if len(batch_indices) > 8 else ''} ({len(batch_indices)} samples)",
-            "the epoch iterator yields the next slice of this epoch's permutation (shuffle=True)",
+            "the epoch iterator yields the next slice of this epoch's order (a fresh permutation when shuffle=True)",
         )
 
     def moved(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -77,8 +77,9 @@ class Tracer:
             f"{name} {(p.detach() - self._before_step[name]).norm().item():.4g}"
             for name, p in model.named_parameters()
         )
+        # SGD without momentum keeps no state, so the step count is read where there is one
         first_param = optimizer.param_groups[0]["params"][0]
-        step = optimizer.state.get(first_param, {}).get("step", "n/a")
+        step = optimizer.state.get(first_param, {}).get("step", "not kept by this optimizer")
         step = int(step) if isinstance(step, torch.Tensor) else step
         self.say(
             f"optimizer.step(): {type(optimizer).__name__}, learning rate"

@@ -118,7 +118,7 @@ def fit(
     # once; batches are then gathered there by index, with no per-batch copy or collation.
     train_images, train_labels = train_images.to(device), train_labels.to(device)
     if seed is None:  # drawn from torch's global RNG, so torch.manual_seed() fixes it
-        seed = int(torch.randint(2**31 - 1, ()))
+        seed = distributed.from_rank_0(int(torch.randint(2**31 - 1, ())))  # [torchrun] one seed for all
     num_samples = len(train_images)
     steps = math.ceil(num_samples / batch_size)  # Keras: the last partial batch is kept
     verbose = resolve_verbose(verbose)
@@ -149,7 +149,9 @@ def fit(
                 # forward: Keras's y_pred = model(x, training=True); loss on the logits
                 with autocast(device, precision):
                     logits = training_model(images)
-                loss = loss_fn(logits.float(), labels) if len(labels) else logits.sum() * 0.0  # [torchrun] empty share
+                loss = loss_fn(logits.float(), labels)
+                if not len(labels):  # [torchrun] an empty share: a zero loss still joins DDP's all-reduce
+                    loss = logits.sum() * 0.0
                 tracer.forward(logits, loss)
                 if break_at == (epoch + 1, step + 1):
                     breakpoint()  # --break-at: images, labels, logits and loss are in scope
@@ -182,16 +184,21 @@ def fit(
                     raise TrainingInterrupted(history, epoch)  # the partial epoch is not logged
 
             # Keras: the epoch's logs are the running means over all of its batches
+            # [torchrun] the sums are added up across ranks first
             loss_sum, correct, seen = distributed.all_reduce_sums(loss_sum, correct, torch.tensor(seen, device=device))
             logs = {"loss": (loss_sum / seen).item(), "accuracy": (correct / seen).item()}
 
             # --- validate: Keras evaluates after the epoch, in eval mode, without gradients ---
             if val_images is not None:
                 logs["val_loss"], logs["val_accuracy"] = evaluate(
-                    model, val_images, val_labels,
+                    model,
+                    val_images,
+                    val_labels,
                     # a larger batch gives the same weighted mean (up to rounding), much faster
                     batch_size=validation_batch_size or max(batch_size, 256),
-                    loss_fn=loss_fn, device=device, precision=precision,
+                    loss_fn=loss_fn,
+                    device=device,
+                    precision=precision,
                 )
             progress.close(logs)
 

@@ -20,43 +20,70 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 import torch  # noqa: E402
 
 from cnn_torch import data, distributed, fit, runs  # noqa: E402
-from cnn_torch.checkpoints import load_checkpoint, load_weights, restore_rng_state, save_checkpoint  # noqa: E402
-from cnn_torch.device import resolve_device  # noqa: E402
+from cnn_torch.checkpoints import load_weights, restore_rng_state, save_checkpoint  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
 from cnn_torch.history import History  # noqa: E402
 from cnn_torch.interrupt import TrainingInterrupted  # noqa: E402
 from cnn_torch.models import MODELS, build_model  # noqa: E402
-from cnn_torch.plots import plot_history  # noqa: E402
 from cnn_torch.stopping import EarlyStopping  # noqa: E402
 from cnn_torch.training import NonFiniteLoss  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--model", default="cifar_model_small", choices=list(MODELS), help="the lesson's architecture")
-    parser.add_argument("--dataset", choices=["cifar10", "folder", "shapes"], default=None,
-                        help="default: folder if --data-dir holds train/<class>/ folders, else cifar10")
-    parser.add_argument("--data-dir", default=None, help="CIFAR-10 download folder (default data/) or an image-folder tree")
+    parser.add_argument(
+        "--dataset",
+        choices=["cifar10", "folder", "shapes"],
+        default=None,
+        help="default: folder if --data-dir holds train/<class>/ folders, else cifar10",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="CIFAR-10 download folder (default data/) or an image-folder tree"
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--optimizer", choices=list(runs.KERAS_LEARNING_RATES), default="adam")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: Keras's for the optimizer")
-    parser.add_argument("--validation-split", type=float, default=None,
-                        help="hold out the LAST fraction of the training data (Keras); default: the test split, else 0.2")
+    parser.add_argument(
+        "--validation-split",
+        type=float,
+        default=None,
+        help="hold out the LAST fraction of the training data (Keras); default: the test split, else 0.2",
+    )
     parser.add_argument("--limit", type=int, default=None, help="a class-balanced random subset of N training images")
     parser.add_argument("--seed", type=int, default=None, help="default: a random seed, recorded in run.json")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="bf16: autocast, faster on CPUs with bf16 and GPUs")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: autocast, faster on CPUs with bf16 and GPUs",
+    )
     parser.add_argument("--out", default=None, help="run directory (default runs/<model>-<timestamp>)")
     parser.add_argument("--fig-dir", default="fig", help="where the history plots go")
-    parser.add_argument("--monitor", default="val_loss", help="metric for best.pt and early stopping (val_accuracy is maximised)")
-    parser.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement before stopping")
-    parser.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest change that counts as improvement")
-    parser.add_argument("--restore-best-weights", action="store_true", help="early stopping: end with the best epoch's weights")
-    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last.pt up to --epochs")
+    parser.add_argument(
+        "--monitor", default="val_loss", help="metric for best.pt and early stopping (val_accuracy is maximised)"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=None, help="early stopping: epochs without improvement before stopping"
+    )
+    parser.add_argument(
+        "--min-delta", type=float, default=0.0, help="early stopping: smallest change that counts as improvement"
+    )
+    parser.add_argument(
+        "--restore-best-weights", action="store_true", help="early stopping: end with the best epoch's weights"
+    )
+    parser.add_argument(
+        "--resume", default=None, metavar="RUN_DIR", help="continue a run from its last.pt up to --epochs"
+    )
     parser.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
     parser.add_argument("--trace", action="store_true", help="narrate every step of the first batch")
-    parser.add_argument("--break-at", default=None, metavar="EPOCH:BATCH", help="breakpoint() after that batch's forward pass (1-based)")
+    parser.add_argument(
+        "--break-at", default=None, metavar="EPOCH:BATCH", help="breakpoint() after that batch's forward pass (1-based)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output (verbose=0)")
     return parser.parse_args(argv)
 
@@ -121,12 +148,27 @@ def train(args: argparse.Namespace) -> int:
     # 4. fit: the loop is cnn_torch/training.py
     status, exit_code = "finished", 0
     try:
-        fit(model, loss_fn, optimizer, train_images, train_labels,
-            epochs=args.epochs, batch_size=args.batch_size,
-            validation_data=validation_data, validation_split=validation_split or 0.0,
-            seed=seed, verbose=0 if args.quiet else "auto", device=device, precision=args.precision,
-            initial_epoch=initial_epoch, history=history, early_stopping=early_stopping,
-            on_epoch_end=recorder, trace=args.trace, break_at=runs.parse_break_at(args.break_at))
+        fit(
+            model,
+            loss_fn,
+            optimizer,
+            train_images,
+            train_labels,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            validation_data=validation_data,
+            validation_split=validation_split or 0.0,
+            seed=seed,
+            verbose=0 if args.quiet else "auto",
+            device=device,
+            precision=args.precision,
+            initial_epoch=initial_epoch,
+            history=history,
+            early_stopping=early_stopping,
+            on_epoch_end=recorder,
+            trace=args.trace,
+            break_at=runs.parse_break_at(args.break_at),
+        )
     except TrainingInterrupted:
         status, exit_code = "interrupted", 130
     except NonFiniteLoss as error:
@@ -142,6 +184,8 @@ def train(args: argparse.Namespace) -> int:
     runs.write_run_record(run_dir, record)
     if status == "finished":
         save_checkpoint(run_dir / "model.pt", recorder.checkpoint(len(history.epoch) and history.epoch[-1] + 1))
+    from cnn_torch.plots import plot_history  # here: matplotlib takes a while, and a bad flag should not wait
+
     figures = plot_history(history, args.fig_dir, run_name, title=args.model) if history.epoch else []
     runs.print_summary(run_dir, figures, history, status)
     return exit_code

@@ -49,7 +49,7 @@ def test_history_equals_a_hand_computation_with_a_partial_last_batch():
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        expected["loss"].append(sum(l * s for l, s in zip(losses, sizes)) / 10)
+        expected["loss"].append(sum(batch_loss * size for batch_loss, size in zip(losses, sizes, strict=True)) / 10)
         expected["accuracy"].append(correct / 10)
         with torch.no_grad():
             val_logits = reference(val_images)
