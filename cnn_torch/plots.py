@@ -20,7 +20,7 @@ import seaborn as sns  # noqa: E402
 from cnn_torch.fileio import atomic_write  # noqa: E402
 from cnn_torch.history import History  # noqa: E402
 
-TRAIN_NOTE = "train: running mean over the epoch (dropout on); val: after the epoch"
+TRAIN_NOTE = "train: running mean over the epoch while the weights change (dropout on, if any); val: after the epoch"
 
 
 def history_frame(history: History) -> pd.DataFrame:
