@@ -14,6 +14,7 @@ import os
 import pickle
 import platform
 import random
+import warnings
 from pathlib import Path
 
 import torch
@@ -128,7 +129,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist: pass the model.pt, best.pt or last.pt of a run")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle file draws a protocol warning before the refusal
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "weights_only" in str(error) or "Unsupported" in str(error):
             raise UserError(
@@ -173,7 +176,7 @@ def load_weights(model: nn.Module, checkpoint: dict) -> None:
     except RuntimeError as error:
         # the first line only says "Error(s) in loading state_dict"; the second names the layer
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        reason = lines[1 if len(lines) > 1 else 0][:120]
+        reason = lines[1 if len(lines) > 1 else 0][:200]
         raise UserError(
             f"the checkpoint's weights do not fit this model ({reason}): build it with the same arguments"
         ) from None
