@@ -7,6 +7,7 @@ epochs counted from 1 on the x axis and labelled axes. Files are written atomica
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def _draw(ax, frame: pd.DataFrame, metric: str) -> None:
     sns.lineplot(data=frame[columns], ax=ax, markers=True, dashes=False)
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_xticks(list(frame.index) if len(frame) <= 20 else ax.get_xticks())
+    ax.set_xticks(list(frame.index)[:: max(1, math.ceil(len(frame) / 10))])  # whole epochs from 1, at most ~10 ticks
     ax.legend(title=None)
     ax.grid(True, alpha=0.3)
 

@@ -72,3 +72,23 @@ def test_real_cifar10_2000_images_2_epochs_learns(tmp_path):
     assert result.returncode == 0, result.stderr
     history = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
     assert history["val_accuracy"][-1] > 0.30, history
+
+
+def test_plot_history_redraws_a_runs_figures(tmp_path):
+    from cnn_torch.history import History, save_history
+
+    history = History()
+    for epoch in range(12):
+        history.append(epoch, {"loss": 2 - 0.1 * epoch, "accuracy": 0.1 + 0.05 * epoch})
+    save_history(history, tmp_path / "myrun")
+    result = subprocess.run(
+        [sys.executable, "scripts/plot_history.py", str(tmp_path / "myrun" / "history.json"),
+         "--fig-dir", str(tmp_path / "fig")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
+        "myrun_accuracy.png", "myrun_history.png", "myrun_loss.png"]
+    missing = subprocess.run([sys.executable, "scripts/plot_history.py", str(tmp_path / "nope.json")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
