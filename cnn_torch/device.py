@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import sys
 
 import torch
 
@@ -32,10 +34,35 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels -> float32 in [0, 1] (the lesson's ``/ 255.0``); float images pass through."""
+    """uint8 pixels -> float32 in [0, 1] (the lesson's ``/ 255.0``); float images keep their values.
+
+    On the CPU a batch (N, C, H, W) comes back channels-last in memory: same shape, same values,
+    only the order of the numbers in memory differs.
+    """
+    # channels-last on the CPU: oneDNN's convolutions and max-pooling are faster on it (measured:
+    # training +20%, validation 2x); not measured on GPUs, so they keep the layout they get
+    layout = torch.channels_last if images.ndim == 4 and images.device.type == "cpu" else torch.preserve_format
     if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
-    return images
+        return images.to(torch.float32, memory_format=layout).div_(255.0)
+    return images.to(memory_format=layout)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc's malloc (Linux) keep freed memory for reuse instead of returning it to the kernel.
+
+    Every training step allocates and frees the same few-MB activations. By default glibc hands
+    blocks that large back to the kernel at once, and the next step pays thousands of page
+    faults to get fresh zeroed pages (measured on CIFAR-10: ~5,000 faults per step, a third of
+    the CPU's time). Larger thresholds make it reuse them. A no-op elsewhere.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        return
+    mallopt(-3, 64 * 2**20)  # M_MMAP_THRESHOLD: blocks under 64 MiB come from the reusable heap
+    mallopt(-1, 128 * 2**20)  # M_TRIM_THRESHOLD: keep up to 128 MiB of free heap instead of trimming it
 
 
 def autocast(device: torch.device, precision: str):

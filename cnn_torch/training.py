@@ -23,7 +23,7 @@ from cnn_torch.checks import (
     check_model_outputs,
 )
 from cnn_torch.data import split_validation
-from cnn_torch.device import as_float, autocast, resolve_device
+from cnn_torch.device import as_float, autocast, keep_freed_memory, resolve_device
 from cnn_torch.errors import UserError
 from cnn_torch.evaluation import evaluate
 from cnn_torch.history import History
@@ -117,6 +117,8 @@ def fit(
     # The whole data set (uint8 for image files: 150 MB for CIFAR-10) moves to the device
     # once; batches are then gathered there by index, with no per-batch copy or collation.
     train_images, train_labels = train_images.to(device), train_labels.to(device)
+    if device.type == "cpu":
+        keep_freed_memory()  # reuse freed activations instead of page-faulting every step (measured: +35%)
     if seed is None:  # drawn from torch's global RNG, so torch.manual_seed() fixes it
         seed = distributed.from_rank_0(int(torch.randint(2**31 - 1, ())))  # [torchrun] one seed for all
     num_samples = len(train_images)

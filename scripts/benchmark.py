@@ -1,0 +1,533 @@
+"""Time one epoch of the lesson's training in cnn-torch, in Keras and in a naive PyTorch loop.
+
+    python scripts/benchmark.py --data-dir ../shared/data/cifar10-jpg --repeats 3
+    python scripts/benchmark.py --dataset shapes --limit 2000 --repeats 2        # quick, offline
+    python scripts/benchmark.py --data-dir ../shared/data/cifar10-jpg \\
+        --keras-python tensorflow=/work/tfvenv/bin/python                    # Keras+TF from another venv
+
+Every system trains ``cifar_model_small`` for one epoch with Adam at batch size 32 on the
+same images, then validates, in its own process (so peak memory is its own). The systems
+run in turn, ``--repeats`` times over, so a slow moment of the machine touches them all:
+
+- ``cnn-torch`` and ``cnn-torch-bf16``: ``cnn_torch.fit`` in float32 and with bf16 autocast.
+- ``keras-torch``, ``keras-tensorflow``: the lesson's Keras code (arrays ``/ 255.0``,
+  ``compile(optimizer='adam', ...)``, ``fit(..., batch_size=32, validation_data=...)``) on
+  each installed Keras backend. ``--keras-python BACKEND=PYTHON`` runs a backend with another
+  interpreter (e.g. a venv that has TensorFlow).
+- ``torch-dataloader``: the usual tutorial loop, ``DataLoader(TensorDataset(...))`` with
+  per-sample collation and a ``loss.item()`` every step.
+
+The images are decoded once (cnn_torch's cache) and handed to the systems as ``.npy`` files.
+The FLOP limit is a large float32 matrix product timed in the same run. The CPU is the
+device (CUDA is hidden), so the systems compare on the same hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = ("cnn-torch", "cnn-torch-bf16", "keras-torch", "keras-tensorflow", "torch-dataloader")
+KERAS_BACKENDS = {"keras-torch": "torch", "keras-tensorflow": "tensorflow"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=["cifar10", "folder", "shapes"],
+        default=None,
+        help="default: folder if --data-dir holds train/<class>/ folders, else cifar10",
+    )
+    parser.add_argument("--data-dir", default=None, help="image-folder tree (train/<class>/...) or CIFAR-10 folder")
+    parser.add_argument("--limit", type=int, default=None, help="training images (default: all; shapes: 3000)")
+    parser.add_argument(
+        "--val-size", type=int, default=10000, help="validation images: the test split, else the last N training images"
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per run; the table shows seconds per epoch")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every system, alternating")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {', '.join(SYSTEMS)}")
+    parser.add_argument(
+        "--keras-python",
+        action="append",
+        default=[],
+        metavar="BACKEND=PYTHON",
+        help="interpreter for a Keras backend, e.g. tensorflow=/work/tfvenv/bin/python "
+        "(default: this one, if it has that backend)",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the torch systems")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write every run's raw numbers here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: run one system
+    parser.add_argument("--work-dir", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return run_worker(args)
+    systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        print(f"error: unknown system(s) {', '.join(unknown)}: choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+        return 2
+    interpreters = keras_interpreters(args.keras_python)
+    for name in [s for s in systems if s in KERAS_BACKENDS]:
+        if KERAS_BACKENDS[name] not in interpreters:
+            print(
+                f"note: {name} skipped: no interpreter with keras and {KERAS_BACKENDS[name]} "
+                f"(pass --keras-python {KERAS_BACKENDS[name]}=PATH)",
+                file=sys.stderr,
+            )
+            systems.remove(name)
+
+    with tempfile.TemporaryDirectory(prefix="cnn-torch-bench-") as work_dir:
+        info = prepare_data(args, Path(work_dir))
+        print(
+            f"data: {info['train']} training and {info['val']} validation images {info['shape']} "
+            f"from {info['source']}; {info['classes']} classes",
+            file=sys.stderr,
+        )
+        runs: dict[str, list[dict]] = {name: [] for name in systems}
+        startups: list[dict] = []
+        matmul_rates: list[float] = []
+        for repeat in range(args.repeats):
+            matmul_rates.append(matmul_rate(args.threads))
+            for name in systems:
+                python = interpreters[KERAS_BACKENDS[name]] if name in KERAS_BACKENDS else sys.executable
+                result = run_system(name, python, args, work_dir)
+                runs[name].append(result)
+                print(f"[{repeat + 1}/{args.repeats}] {name}: " + describe(result), file=sys.stderr)
+            if info["source"].startswith("folder:"):
+                startups.append(run_system("startup", sys.executable, args, work_dir))
+
+    flops = info["flops_per_image"]
+    limit_rate = max(matmul_rates)
+    print(report(args, info, runs, startups, limit_rate, flops))
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"info": info, "matmul_flops_per_second": matmul_rates, "runs": runs, "startups": startups}, indent=2
+            )
+        )
+    return 0
+
+
+def keras_interpreters(pairs: list[str]) -> dict[str, str]:
+    """Backend -> interpreter: the given ones, else this interpreter for each backend it can import."""
+    chosen = {}
+    for pair in pairs:
+        backend, _, python = pair.partition("=")
+        if backend not in KERAS_BACKENDS.values() or not python:
+            raise SystemExit(f"error: --keras-python wants BACKEND=PYTHON, BACKEND torch or tensorflow; got {pair!r}")
+        chosen[backend] = python
+    for backend in KERAS_BACKENDS.values():
+        if backend not in chosen and can_import(sys.executable, ["keras", backend]):
+            chosen[backend] = sys.executable
+    return chosen
+
+
+def can_import(python: str, modules: list[str]) -> bool:
+    code = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in sys.argv[1:]))"
+    return subprocess.run([python, "-c", code, *modules], capture_output=True).returncode == 0
+
+
+def prepare_data(args, work_dir: Path) -> dict:
+    """Decode (or read the cache) once and write the arrays every system loads."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from cnn_torch import data, flops, models
+
+    dataset = data.resolve_dataset(args.dataset, args.data_dir)
+    lesson = data.load_data(dataset, args.data_dir, limit=args.limit)
+    train_images, train_labels = lesson.train_images, lesson.train_labels
+    if lesson.test_images is not None:
+        val_images, val_labels = lesson.test_images[: args.val_size], lesson.test_labels[: args.val_size]
+    else:  # no test split (the shared CIFAR-10 JPEGs): time validation on the last training images
+        val_images, val_labels = train_images[-args.val_size :], train_labels[-args.val_size :]
+    for name, array in [
+        ("train_images", train_images),
+        ("train_labels", train_labels),
+        ("val_images", val_images),
+        ("val_labels", val_labels),
+    ]:
+        np.save(work_dir / f"{name}.npy", array.numpy())
+    model = models.cifar_model_small(num_classes=lesson.num_classes, input_shape=tuple(train_images.shape[1:]))
+    info = {
+        "dataset": dataset,
+        "data_dir": args.data_dir,
+        "limit": args.limit,
+        "source": lesson.source,
+        "train": len(train_images),
+        "val": len(val_images),
+        "classes": lesson.num_classes,
+        "shape": tuple(train_images.shape[1:]),
+        "flops_per_image": flops.training_flops_per_image(model),
+        "torch": torch.__version__,
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cores": os.cpu_count(),
+        "torch_threads": args.threads or torch.get_num_threads(),
+    }
+    (work_dir / "info.json").write_text(json.dumps(info))
+    return info
+
+
+def matmul_rate(threads: int | None) -> float:
+    """The float32 matmul FLOP/s, measured in a fresh process with the torch systems' threads."""
+    code = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1])\n"
+        "from cnn_torch.flops import matmul_flops_per_second\n"
+        "if int(sys.argv[2]): torch.set_num_threads(int(sys.argv[2]))\n"
+        "print(matmul_flops_per_second())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(threads or 0)], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.split()[-1])
+
+
+def run_system(name: str, python: str, args, work_dir: str) -> dict:
+    command = [
+        python,
+        str(Path(__file__).resolve()),
+        "--worker",
+        name,
+        "--work-dir",
+        work_dir,
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+    ]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if args.dataset:
+        command += ["--dataset", args.dataset]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    if args.limit:
+        command += ["--limit", str(args.limit)]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    if name in KERAS_BACKENDS:
+        env["KERAS_BACKEND"] = KERAS_BACKENDS[name]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"error": f"exit {done.returncode}: " + " | ".join(tail)}
+    result = json.loads(lines[-1][len("RESULT ") :])
+    result["process_seconds"] = time.perf_counter() - started
+    return result
+
+
+def describe(result: dict) -> str:
+    if "error" in result:
+        return "FAILED " + result["error"]
+    if "first_step_seconds" in result:
+        return f"{result['first_step_seconds']:.2f} s to the first step"
+    return (
+        f"{result['epoch_seconds']:.1f} s/epoch, {result['train_images_per_second']:.0f} train img/s, "
+        f"val_accuracy {result['val_accuracy']:.3f}, peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+
+
+def report(args, info: dict, runs: dict, startups: list, limit_rate: float, flops: float) -> str:
+    """The markdown table: per system, then the ratio of every pair."""
+    ok = {name: [r for r in results if "error" not in r] for name, results in runs.items()}
+    ok = {name: results for name, results in ok.items() if results}
+    limit_images = limit_rate / flops
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, torch CPU capability {info['cpu_capability']}, "
+        f"torch {info['torch']} with {info['torch_threads']} threads; Python {platform.python_version()}.",
+        f"Workload: one epoch of cifar_model_small, Adam, batch {args.batch_size}, on {info['train']:,} training "
+        f"images {tuple(info['shape'])} + validation on {info['val']:,}; {args.repeats} alternating runs per system.",
+        f"FLOPs: {flops / 1e6:.1f} MFLOP per training image (FlopCounterMode on a real step); fp32 matmul "
+        f"{limit_rate / 1e9:.0f} GFLOP/s -> fp32 limit {limit_images:,.0f} train img/s.",
+        "",
+        "| system | epoch s (median, min-max) | train img/s | % fp32 FLOP limit | val img/s | val acc | peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    medians = {}
+    for name, results in ok.items():
+        epochs = [r["epoch_seconds"] for r in results]
+        medians[name] = statistics.median(epochs)
+        train_rate = statistics.median(r["train_images_per_second"] for r in results)
+        val_rate = statistics.median(r["val_images_per_second"] for r in results)
+        accuracy = statistics.median(r["val_accuracy"] for r in results)
+        rss = max(r["peak_rss_mb"] for r in results)
+        lines.append(
+            f"| {name} | {medians[name]:.1f} ({min(epochs):.1f}-{max(epochs):.1f}) | {train_rate:,.0f} | "
+            f"{100 * train_rate / limit_images:.0f}% | {val_rate:,.0f} | {accuracy:.3f} | {rss:,.0f} MB |"
+        )
+    failed = [name for name in runs if name not in ok]
+    for name in failed:
+        lines.append(f"| {name} | failed: {runs[name][0]['error'][:120]} | | | | | |")
+    if len(medians) > 1:
+        names = list(medians)
+        lines += [
+            "",
+            "Epoch-time ratio, row / column (below 1: the row is faster):",
+            "",
+            "| | " + " | ".join(names) + " |",
+            "|---" * (len(names) + 1) + "|",
+        ]
+        for row in names:
+            cells = [f"{medians[row] / medians[col]:.2f}" for col in names]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    good = [s for s in startups if "error" not in s]
+    if good:
+        first = statistics.median(s["first_step_seconds"] for s in good)
+        imports = statistics.median(s["import_seconds"] for s in good)
+        lines += [
+            "",
+            f"Second start (decoded images cached): first training step {first:.2f} s after launch, "
+            f"excluding {imports:.2f} s of imports (median of {len(good)}).",
+        ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the workers
+
+
+def run_worker(args) -> int:
+    """One system in this process; prints ``RESULT {json}``."""
+    if args.worker == "startup":
+        result = worker_startup(args)
+    else:
+        work_dir = Path(args.work_dir)
+        names = ("train_images", "train_labels", "val_images", "val_labels")
+        arrays = {name: load_array(work_dir, name) for name in names}
+        info = json.loads((work_dir / "info.json").read_text())
+        if args.worker in KERAS_BACKENDS:
+            result = worker_keras(args, arrays, info)
+        elif args.worker == "torch-dataloader":
+            result = worker_dataloader(args, arrays, info)
+        else:
+            result = worker_cnn_torch(args, arrays, info, "bf16" if args.worker.endswith("bf16") else "fp32")
+        result["train_images_per_second"] = len(arrays["train_labels"]) * args.epochs / result["train_seconds"]
+        result["val_images_per_second"] = len(arrays["val_labels"]) * args.epochs / result["val_seconds"]
+        result["epoch_seconds"] = result["fit_seconds"] / args.epochs
+    # ru_maxrss: kilobytes on Linux, bytes on macOS
+    scale = 1 if sys.platform == "darwin" else 1024
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    print("RESULT " + json.dumps(result))
+    return 0
+
+
+def load_array(work_dir: Path, name: str):
+    import numpy as np
+
+    return np.load(work_dir / f"{name}.npy")
+
+
+def worker_cnn_torch(args, arrays, info, precision: str) -> dict:
+    """cnn_torch.fit, as scripts/train.py calls it."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from cnn_torch import evaluate, fit, models, runs
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_images, train_labels, val_images, val_labels = (
+        torch.from_numpy(arrays[name]) for name in ("train_images", "train_labels", "val_images", "val_labels")
+    )
+    torch.manual_seed(0)
+    model = models.cifar_model_small(num_classes=info["classes"], input_shape=tuple(info["shape"]))
+    optimizer = runs.make_optimizer("adam", model.parameters())
+    start = time.perf_counter()
+    history = fit(
+        model,
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        train_images,
+        train_labels,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_data=(val_images, val_labels),
+        seed=0,
+        verbose=0,
+        device="cpu",
+        precision=precision,
+    )
+    fit_seconds = time.perf_counter() - start
+    # fit validates with batches of max(batch_size, 256); time that part again on its own
+    start = time.perf_counter()
+    evaluate(model, val_images, val_labels, batch_size=max(args.batch_size, 256), precision=precision)
+    val_seconds = (time.perf_counter() - start) * args.epochs
+    return {
+        "fit_seconds": fit_seconds,
+        "train_seconds": fit_seconds - val_seconds,
+        "val_seconds": val_seconds,
+        "val_accuracy": history.history["val_accuracy"][-1],
+        "loss": history.history["loss"][-1],
+    }
+
+
+def worker_keras(args, arrays, info) -> dict:
+    """The lesson's Keras code; KERAS_BACKEND is set by the parent."""
+    import keras
+
+    # The lesson: channels-last arrays scaled to [0, 1] (uint8 / 255.0 gives float64 in numpy)
+    train_images = arrays["train_images"].transpose(0, 2, 3, 1) / 255.0
+    val_images = arrays["val_images"].transpose(0, 2, 3, 1) / 255.0
+    train_labels, val_labels = arrays["train_labels"], arrays["val_labels"]
+
+    inputs = keras.Input(shape=train_images.shape[1:])
+    x = keras.layers.Conv2D(50, (3, 3), activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D((2, 2))(x)
+    x = keras.layers.Conv2D(50, (3, 3), activation="relu")(x)
+    x = keras.layers.MaxPooling2D((2, 2))(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(50, activation="relu")(x)
+    outputs = keras.layers.Dense(info["classes"])(x)
+    model = keras.Model(inputs=inputs, outputs=outputs, name="cifar_model_small")
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+    class ValidationTimer(keras.callbacks.Callback):
+        seconds = 0.0
+
+        def on_test_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            ValidationTimer.seconds += time.perf_counter() - self.started
+
+    start = time.perf_counter()
+    history = model.fit(
+        train_images,
+        train_labels,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_data=(val_images, val_labels),
+        verbose=0,
+        callbacks=[ValidationTimer()],
+    )
+    fit_seconds = time.perf_counter() - start
+    return {
+        "fit_seconds": fit_seconds,
+        "train_seconds": fit_seconds - ValidationTimer.seconds,
+        "val_seconds": ValidationTimer.seconds,
+        "val_accuracy": float(history.history["val_accuracy"][-1]),
+        "loss": float(history.history["loss"][-1]),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+    }
+
+
+def worker_dataloader(args, arrays, info) -> dict:
+    """The loop most tutorials show: float tensors, DataLoader with per-sample collation."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    sys.path.insert(0, str(ROOT))
+    from cnn_torch import models
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_set = TensorDataset(
+        torch.from_numpy(arrays["train_images"]).float() / 255.0, torch.from_numpy(arrays["train_labels"])
+    )
+    val_set = TensorDataset(
+        torch.from_numpy(arrays["val_images"]).float() / 255.0, torch.from_numpy(arrays["val_labels"])
+    )
+    torch.manual_seed(0)
+    model = models.cifar_model_small(num_classes=info["classes"], input_shape=tuple(info["shape"]))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
+    val_loader = DataLoader(val_set, batch_size=args.batch_size)
+    start = time.perf_counter()
+    val_seconds = 0.0
+    for _ in range(args.epochs):
+        model.train()
+        running_loss = 0.0
+        for images, labels in train_loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item() * len(labels)
+        val_start = time.perf_counter()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for images, labels in val_loader:
+                correct += (model(images).argmax(dim=1) == labels).sum().item()
+        val_seconds += time.perf_counter() - val_start
+    fit_seconds = time.perf_counter() - start
+    return {
+        "fit_seconds": fit_seconds,
+        "train_seconds": fit_seconds - val_seconds,
+        "val_seconds": val_seconds,
+        "val_accuracy": correct / len(val_set),
+        "loss": running_loss / len(train_set),
+    }
+
+
+def worker_startup(args) -> dict:
+    """A second start: read the decoded images from the cache, build, and take one training step."""
+    started = time.perf_counter()
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from cnn_torch import data, fit, models, runs
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    imported = time.perf_counter()
+    lesson = data.load_data(data.resolve_dataset(args.dataset, args.data_dir), args.data_dir, limit=args.limit)
+    model = models.cifar_model_small(num_classes=lesson.num_classes, input_shape=tuple(lesson.train_images.shape[1:]))
+    optimizer = runs.make_optimizer("adam", model.parameters())
+    first = slice(0, args.batch_size)
+    fit(
+        model,
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        lesson.train_images[first],
+        lesson.train_labels[first],
+        epochs=1,
+        batch_size=args.batch_size,
+        verbose=0,
+        seed=0,
+        device="cpu",
+    )
+    return {"import_seconds": imported - started, "first_step_seconds": time.perf_counter() - imported}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

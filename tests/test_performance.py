@@ -1,0 +1,187 @@
+"""The speed-ups change no result: ``fit``'s fast path (uint8 on the device, channels-last
+batches, reused memory, on-device metrics) gives the History of a plain loop; bf16 trains;
+the FLOP count agrees with a hand formula; the benchmark script runs. No timing is asserted:
+speed is measured by ``scripts/benchmark.py`` and reported in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnn_torch import fit, models, runs
+from cnn_torch.data import make_shapes
+from cnn_torch.device import as_float
+from cnn_torch.flops import forward_flops_per_image, training_flops_per_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_images(n: int, seed: int, size: int = 16, num_classes: int = 10):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, num_classes, (n,), generator=generator)
+    return images, labels
+
+
+def test_as_float_is_the_lessons_division_whatever_the_memory_layout():
+    images, _ = small_images(5, seed=0)
+    batch = as_float(images)
+    assert batch.shape == images.shape and batch.dtype == torch.float32
+    assert torch.equal(batch, images.float() / 255.0)
+    float_images = images.float() / 255.0
+    assert torch.equal(as_float(float_images), float_images)
+
+
+def test_fast_fit_gives_the_history_of_a_plain_loop():
+    images, labels = small_images(70, seed=1)  # 70 = 2 full batches of 32 and a partial one of 6
+    val_images, val_labels = small_images(40, seed=2)
+    torch.manual_seed(0)
+    model = models.cifar_model_small(input_shape=(3, 16, 16))
+    reference = models.cifar_model_small(input_shape=(3, 16, 16))
+    reference.load_state_dict(model.state_dict())
+    loss_fn = nn.CrossEntropyLoss()
+
+    history = fit(
+        model,
+        loss_fn,
+        runs.make_optimizer("adam", model.parameters()),
+        images,
+        labels,
+        epochs=2,
+        batch_size=32,
+        validation_data=(val_images, val_labels),
+        shuffle=False,
+        verbose=0,
+        device="cpu",
+    )
+
+    # the plain computation: contiguous float batches, a .item() every step, one validation batch
+    optimizer = runs.make_optimizer("adam", reference.parameters())
+    expected = {"accuracy": [], "loss": [], "val_accuracy": [], "val_loss": []}
+    for _ in range(2):
+        reference.train()
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(images), 32):
+            x = images[start : start + 32].float() / 255.0
+            y = labels[start : start + 32]
+            logits = reference(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(dim=1) == y).sum().item()
+        expected["loss"].append(loss_sum / len(images))
+        expected["accuracy"].append(correct / len(images))
+        reference.eval()
+        with torch.no_grad():
+            val_logits = reference(val_images.float() / 255.0)
+        expected["val_loss"].append(loss_fn(val_logits, val_labels).item())
+        expected["val_accuracy"].append((val_logits.argmax(dim=1) == val_labels).float().mean().item())
+
+    for key, values in expected.items():
+        assert history.history[key] == pytest.approx(values, rel=1e-6), key
+    for ours, theirs in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_training_lowers_the_loss():
+    shapes = make_shapes(n_train=64, n_test=0, seed=0, image_size=(16, 16))
+    torch.manual_seed(0)
+    model = models.cifar_model_small(input_shape=(3, 16, 16))
+    history = fit(
+        model,
+        nn.CrossEntropyLoss(),
+        runs.make_optimizer("adam", model.parameters(), learning_rate=0.003),
+        shapes.train_images,
+        shapes.train_labels,
+        epochs=6,
+        batch_size=16,
+        seed=0,
+        verbose=0,
+        device="cpu",
+        precision="bf16",
+    )
+    losses = history.history["loss"]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0] - 0.2, losses  # ln(10) = 2.30 at the start
+    assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay float32
+
+
+def hand_count_macs(model: nn.Sequential, input_shape) -> list[int]:
+    """Multiply-adds of every conv and linear layer, from their shapes alone
+    (valid padding and stride 1, as in the lesson's models)."""
+    _, height, width = input_shape
+    macs = []
+    for layer in model:
+        if isinstance(layer, nn.Conv2d):
+            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+            assert (sh, sw, ph, pw) == (1, 1, 0, 0)
+            height, width = height - kh + 1, width - kw + 1
+            macs.append(height * width * layer.out_channels * layer.in_channels * kh * kw)
+        elif isinstance(layer, nn.MaxPool2d):
+            height, width = height // layer.kernel_size, width // layer.kernel_size
+        elif isinstance(layer, nn.Linear):
+            macs.append(layer.in_features * layer.out_features)
+    return macs
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_flop_count_agrees_with_a_hand_formula(name):
+    model = models.build_model(name)
+    macs = hand_count_macs(model, model.input_shape)
+    forward = 2 * sum(macs)  # 2 FLOPs per multiply-add
+    # backward: the input gradient and the weight gradient, each as big as the forward pass,
+    # except the first layer's input gradient, which nobody needs (the images are data)
+    training = forward + 2 * forward - 2 * macs[0]
+    assert forward_flops_per_image(model) == pytest.approx(forward)
+    assert training_flops_per_image(model) == pytest.approx(training)
+
+
+def test_cifar_model_small_does_about_28_mflop_per_training_image():
+    flops = training_flops_per_image(models.cifar_model_small())
+    assert 20e6 < flops < 40e6  # two 3x3 convs of 50 channels on 32x32: tens of MFLOP, not kilo or giga
+
+
+def test_flop_count_leaves_the_model_as_it_was():
+    model = models.cifar_model_small()
+    model.eval()
+    before = [p.detach().clone() for p in model.parameters()]
+    training_flops_per_image(model)
+    assert not model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_benchmark_script_runs_and_prints_a_table(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "benchmark.py"),
+            "--dataset",
+            "shapes",
+            "--limit",
+            "96",
+            "--val-size",
+            "32",
+            "--repeats",
+            "1",
+            "--systems",
+            "cnn-torch,torch-dataloader",
+            "--json",
+            str(tmp_path / "runs.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| system | epoch s" in result.stdout
+    assert "| cnn-torch |" in result.stdout and "| torch-dataloader |" in result.stdout
+    assert "failed" not in result.stdout
+    assert (tmp_path / "runs.json").is_file()
