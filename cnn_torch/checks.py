@@ -7,6 +7,7 @@ instead of a shape error deep inside a convolution or CUDA's opaque device-side 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -28,8 +29,21 @@ def check_fit_arguments(epochs: int, batch_size: int, validation_split: float) -
         )
 
 
-def check_images(images, name: str = "train_images") -> torch.Tensor:
-    """Return images as an NCHW tensor (uint8, or float32 in [0, 1])."""
+class InputWarning(UserWarning):
+    """Input that trains, as it does in Keras, but is probably a mistake (e.g. 0-255 float pixels)."""
+
+
+def _is_numpy(array) -> bool:
+    return type(array).__module__ == "numpy"
+
+
+def check_images(images, name: str = "train_images", warn: bool = True) -> torch.Tensor:
+    """Return images as an NCHW tensor: uint8 (scaled by 1/255 per batch) or float32 as given.
+
+    Like Keras, any float values are accepted: [0, 1], standardised (mean/std, about -2..2.5),
+    or unscaled 0-255 pixels, which train badly and get a warning naming the fix (``warn``).
+    """
+    numpy_input = _is_numpy(images)
     images = torch.as_tensor(images)
     if images.ndim != 4:
         raise UserError(
@@ -38,38 +52,54 @@ def check_images(images, name: str = "train_images") -> torch.Tensor:
         )
     channels_first, channels_last = images.shape[1], images.shape[-1]
     if channels_last in (1, 3, 4) and channels_first not in (1, 3, 4):
+        fix = f"np.transpose({name}, (0, 3, 1, 2))" if numpy_input else f"{name}.permute(0, 3, 1, 2)"
         raise UserError(
             f"{name} looks channels-last {tuple(images.shape)} (N, H, W, C, the Keras layout);"
-            f" PyTorch wants (N, C, H, W): use {name}.permute(0, 3, 1, 2)"
+            f" PyTorch wants (N, C, H, W): use {fix}"
         )
     if images.dtype == torch.uint8:
         return images  # scaled to [0, 1] per batch inside fit (the lesson's / 255.0)
-    if not images.is_floating_point():
+    if images.is_complex():
         raise UserError(f"{name} has dtype {images.dtype}; use uint8 or float32 images")
-    if images.numel() and images.max() > 1.0 + 1e-6:
-        raise UserError(
-            f"{name} has values up to {images.max().item():.0f}, not in [0, 1]:"
-            f" divide by 255.0 as the lesson does ({name} = {name} / 255.0)"
-        )
-    return images.float()  # Keras also casts float64 arrays to float32
+    images = images.float()  # Keras also casts integer and float64 arrays to float32
+    if images.numel():
+        low, high = (value.item() for value in torch.aminmax(images))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise UserError(f"{name} contains NaN or inf values: remove or replace those images first")
+        if warn and low >= 0.0 and high > 2.0:  # not standardised (no negatives), not [0, 1]: raw pixels
+            warnings.warn(
+                f"{name} has values up to {high:g}, like 0-255 pixels: fit trains on them as given (as Keras"
+                f" does), but slowly and badly; divide by 255.0 as the lesson does ({name} = {name} / 255.0)",
+                InputWarning,
+                stacklevel=3,
+            )
+    return images
 
 
 def check_labels(labels, num_images: int, name: str = "train_labels") -> torch.Tensor:
-    """Return labels as an int64 vector of class indices."""
+    """Return labels as int64 class indices (N,), or float32 one-hot rows (N, num_classes).
+
+    Keras's pairs: class indices go with ``SparseCategoricalCrossentropy`` (here
+    ``CrossEntropyLoss`` on indices); one-hot rows with ``CategoricalCrossentropy`` (here
+    ``CrossEntropyLoss`` on class probabilities). ``(N, 1)`` columns, as
+    ``keras.datasets.cifar10`` returns them, are read as class indices, as Keras reads them.
+    """
     labels = torch.as_tensor(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
-        raise UserError(
-            f"{name} has shape {tuple(labels.shape)}; CrossEntropyLoss wants a vector of class"
-            f" indices: use {name}.reshape(-1)"
+        labels = labels.reshape(-1)
+    if labels.ndim == 2:  # one-hot (or soft) targets, one row per image
+        labels = labels.float()
+        rows_are_probabilities = bool((labels >= 0).all()) and torch.allclose(
+            labels.sum(dim=1), torch.ones(len(labels)), atol=1e-3
         )
-    if labels.ndim == 2:
-        raise UserError(
-            f"{name} looks one-hot {tuple(labels.shape)}; CrossEntropyLoss (like Keras's"
-            f" SparseCategoricalCrossentropy) wants class indices: use {name}.argmax(1)"
-        )
-    if labels.ndim != 1:
-        raise UserError(f"{name} has shape {tuple(labels.shape)}; expected (N,) class indices")
-    if labels.is_floating_point():
+        if not rows_are_probabilities:
+            raise UserError(
+                f"{name} has shape {tuple(labels.shape)} but its rows are not one-hot (non-negative,"
+                " summing to 1): pass one class index per image, or one-hot rows"
+            )
+    elif labels.ndim != 1:
+        raise UserError(f"{name} has shape {tuple(labels.shape)}; expected (N,) class indices or (N, C) one-hot rows")
+    elif labels.is_floating_point():
         if not torch.equal(labels, labels.round()):
             raise UserError(f"{name} are not whole numbers; expected integer class indices")
         labels = labels.long()
@@ -78,7 +108,18 @@ def check_labels(labels, num_images: int, name: str = "train_labels") -> torch.T
             f"{name} has {len(labels)} entries but there are {num_images} images:"
             " pass one label per image"
         )
-    return labels.long()
+    return labels if labels.ndim == 2 else labels.long()
+
+
+def check_validation_data(validation_data) -> None:
+    """``validation_data`` must be an ``(images, labels)`` pair of arrays."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise UserError("validation_data must be a pair (val_images, val_labels): pass validation_data=(x, y)")
+    if validation_data[0] is None or validation_data[1] is None:
+        raise UserError(
+            "validation_data holds None (this data has no test split): pass validation_split=0.2"
+            " instead, which holds out the last 20% of the training images as Keras does"
+        )
 
 
 @torch.no_grad()
@@ -115,6 +156,13 @@ def check_model_outputs(model: nn.Module, sample_images: torch.Tensor) -> int:
 
 def check_label_range(labels: torch.Tensor, num_classes: int, name: str = "train_labels") -> None:
     """Checked on the CPU, before CUDA would stop with an opaque device-side assert."""
+    if labels.ndim == 2:  # one-hot rows: one column per class
+        if labels.shape[1] != num_classes:
+            raise UserError(
+                f"{name} has {labels.shape[1]} one-hot columns but the model has {num_classes} outputs:"
+                f" build the model with num_classes={labels.shape[1]} or fix the labels"
+            )
+        return
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high

@@ -89,15 +89,21 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 def load_cifar10(data_dir: str | os.PathLike = "data", download: bool = True) -> LessonData:
     """CIFAR-10's 50,000 training and 10,000 test images, as ``keras.datasets.cifar10`` gives them.
 
-    Reads (or downloads into) ``data_dir/cifar-10-batches-py`` with torchvision.
+    Reads (or downloads into) ``data_dir/cifar-10-batches-py`` with torchvision. When the
+    download fails, a ``data_dir`` that did not exist before is removed again.
     """
+    import shutil
+
     import torchvision  # imported here: the other sources do not need the datasets module
 
+    existed = Path(data_dir).exists()
     try:
         train = torchvision.datasets.CIFAR10(root=str(data_dir), train=True, download=download)
         test = torchvision.datasets.CIFAR10(root=str(data_dir), train=False, download=download)
     except (OSError, RuntimeError, tarfile.TarError) as error:  # URLError is an OSError
-        raise UserError(_cifar10_missing_message(data_dir, download, error)) from None
+        if not existed:  # torchvision made the folder for the download: leave nothing behind
+            shutil.rmtree(data_dir, ignore_errors=True)
+        raise CifarUnavailable(_cifar10_missing_message(data_dir, download, error), _short_reason(error)) from None
     return LessonData(
         train_images=_nhwc_to_nchw(train.data),
         train_labels=torch.tensor(train.targets, dtype=torch.int64),
@@ -108,16 +114,28 @@ def load_cifar10(data_dir: str | os.PathLike = "data", download: bool = True) ->
     )
 
 
+class CifarUnavailable(UserError):
+    """CIFAR-10 is not on disk and could not be downloaded; ``reason`` says why, in a few words."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _short_reason(error: Exception) -> str:
+    reason = getattr(error, "reason", None) or error  # URLError keeps the cause in .reason
+    return " ".join(str(reason).split())[:120] or type(error).__name__
+
+
 def _cifar10_missing_message(data_dir, download: bool, error: Exception) -> str:
     where = f"{Path(data_dir)}/"
     fixes = (
-        "pass --data-dir to a folder holding cifar-10-batches-py (or train/<class>/<image> for your own"
+        "pass --data-dir to a folder holding cifar-10-batches-py/ (or train/<class>/<image> for your own"
         " images), or use --dataset shapes"
     )
     if not download:
         return f"CIFAR-10 is not in {where} (downloading is off): {fixes}"
-    reason = getattr(error, "reason", None) or error  # URLError keeps the cause in .reason
-    reason = " ".join(str(reason).split())[:120] or type(error).__name__
+    reason = _short_reason(error)
     return f"CIFAR-10 is not in {where} and could not be downloaded ({reason}): connect to the internet, {fixes}"
 
 
@@ -173,17 +191,48 @@ def load_image_folder(data_dir: str | os.PathLike, image_size: tuple[int, int] =
 
 
 def _find_splits(root: Path) -> tuple[Path, Path | None]:
-    if not root.exists():
-        raise UserError(f"data directory {root} does not exist: check the path")
-    if not root.is_dir():
-        raise UserError(f"data directory {root} is a file, not a folder: pass the folder that holds train/")
+    check_data_dir(root)
     train_dir = root / "train"
     if not train_dir.is_dir():
-        raise UserError(f"{root} has no train/ folder: expected {root}/train/<class>/<image>")
+        raise UserError(_wrong_folder_message(root))
     for name in ("test", "val"):
         if (root / name).is_dir():
             return train_dir, root / name
     return train_dir, None
+
+
+def check_data_dir(data_dir: str | os.PathLike) -> Path:
+    """``data_dir`` must be an existing folder: a typo must not become a download target."""
+    root = Path(data_dir).expanduser()
+    if not root.exists():
+        raise UserError(
+            f"--data-dir {data_dir} does not exist: check the path (it should hold train/<class>/<image>,"
+            " or cifar-10-batches-py/)"
+        )
+    if not root.is_dir():
+        raise UserError(f"--data-dir {data_dir} is a file, not a folder: pass the folder that holds train/")
+    return root
+
+
+def _wrong_folder_message(root: Path) -> str:
+    """What ``root`` holds instead of train/<class>/ or CIFAR-10, and what to pass instead."""
+    entries = [entry for entry in _sorted_entries(root) if not entry.name.startswith(".")]
+    folders = [entry for entry in entries if entry.is_dir()]
+    holds_images = any(
+        any(True for _ in _walk_images(folder.path)) for folder in folders[:3]
+    )  # the first few folders are enough to tell
+    if folders and holds_images and not (root / "train").exists():
+        names = ", ".join(f"{folder.name}/" for folder in folders[:3]) + (", ..." if len(folders) > 3 else "")
+        return (
+            f"{root} holds class folders ({names}) itself, as a train/ folder does: pass its parent"
+            f" (--data-dir {root.parent}) and put the images in {root.parent}/train/<class>/<image>"
+        )
+    found = ", ".join(entry.name + ("/" if entry.is_dir() else "") for entry in entries[:5]) or "nothing"
+    found += ", ..." if len(entries) > 5 else ""
+    return (
+        f"{root} holds neither train/<class>/<image> nor CIFAR-10's cifar-10-batches-py/ (found: {found}):"
+        " point --data-dir at the folder that holds train/, or add --dataset cifar10 to download CIFAR-10 into it"
+    )
 
 
 # One file of the tree: (path, size in bytes, modification time in ns). Paths are plain
@@ -616,16 +665,23 @@ def split_validation(
 
 
 def resolve_dataset(dataset: str | None, data_dir: str | os.PathLike | None) -> str:
-    """The data set to load: ``dataset`` if given, else "folder" for a data_dir with train/<class>/, else "cifar10"."""
+    """The data set to load: ``dataset`` if given; else, for a ``data_dir``, what it holds
+    ("folder" for train/<class>/, "cifar10" for cifar-10-batches-py/); else "cifar10"."""
     if dataset not in (None, "auto"):
         if dataset not in DATASETS:
             raise UserError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+        if data_dir is not None and dataset != "shapes":
+            check_data_dir(data_dir)
         return dataset
-    if data_dir is not None:
-        train_dir = Path(data_dir).expanduser() / "train"
-        if train_dir.is_dir() and any(entry.is_dir() for entry in os.scandir(train_dir)):
-            return "folder"
-    return "cifar10"
+    if data_dir is None:
+        return "cifar10"
+    root = check_data_dir(data_dir)
+    train_dir = root / "train"
+    if train_dir.is_dir() and any(entry.is_dir() for entry in os.scandir(train_dir)):
+        return "folder"
+    if (root / "cifar-10-batches-py").is_dir():
+        return "cifar10"
+    raise UserError(_wrong_folder_message(root))
 
 
 def load_data(
@@ -659,3 +715,24 @@ def load_data(
         return data
     train_images, train_labels = limit_per_class(data.train_images, data.train_labels, limit, seed)
     return LessonData(train_images, train_labels, data.test_images, data.test_labels, data.class_names, data.source)
+
+
+def load_data_or_shapes(
+    dataset: str | None, data_dir: str | os.PathLike | None, limit: int | None = None, seed: int = 0
+) -> tuple[LessonData, str | None]:
+    """``(data, notice)``: the command line's default data, CIFAR-10 as the lesson uses it.
+
+    When no data was asked for by name (no dataset, no data_dir) and CIFAR-10 is neither on
+    disk nor downloadable (no network), the built-in shapes data stands in, so the first run
+    still trains; ``notice`` then says so in one line. Otherwise ``notice`` is None.
+    """
+    try:
+        return load_data(dataset, data_dir, limit=limit, seed=seed), None
+    except CifarUnavailable as error:
+        if dataset not in (None, "auto") or data_dir is not None:
+            raise  # CIFAR-10 was asked for by name: say why it is not there
+        notice = (
+            f"CIFAR-10 could not be downloaded ({error.reason}); training on the built-in shapes data"
+            " instead; pass --data-dir path/to/images for your own copy"
+        )
+        return load_data("shapes", limit=limit, seed=seed), notice

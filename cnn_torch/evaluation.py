@@ -10,6 +10,13 @@ from cnn_torch.checks import check_images, check_labels
 from cnn_torch.device import as_float, autocast, resolve_device
 
 
+def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Keras's ``metrics=['accuracy']``: predictions whose argmax is the label's class. One-hot
+    labels compare with their own argmax (Keras then resolves 'accuracy' to categorical accuracy)."""
+    true_classes = labels.argmax(dim=1) if labels.ndim == 2 else labels
+    return (logits.argmax(dim=1) == true_classes).sum()
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -26,7 +33,7 @@ def evaluate(
     result does not depend on ``batch_size`` beyond float rounding. Under torchrun
     each rank evaluates its own slice and the sums are all-reduced.
     """
-    images, labels = check_images(images, "images"), check_labels(labels, len(images), "labels")
+    images, labels = check_images(images, "images", warn=False), check_labels(labels, len(images), "labels")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -41,7 +48,7 @@ def evaluate(
         with autocast(device, precision):
             logits = model(batch_images)
         loss_sum += loss_fn(logits.float(), batch_labels) * len(batch_labels)
-        correct += (logits.argmax(dim=1) == batch_labels).sum()
+        correct += count_correct(logits, batch_labels)
         seen += len(batch_labels)
     loss_sum, correct, seen = distributed.all_reduce_sums(loss_sum, correct, seen)
     model.train(was_training)
@@ -56,7 +63,7 @@ def predict(
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """The model's outputs (logits) for every image, concatenated, on the CPU (Keras ``predict``)."""
-    images = check_images(images, "images")
+    images = check_images(images, "images", warn=False)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

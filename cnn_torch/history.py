@@ -63,5 +63,33 @@ def save_history(history: History, run_dir: str | os.PathLike) -> tuple[Path, Pa
 
 
 def load_history(path: str | os.PathLike) -> History:
-    """Read a ``history.json`` written by :func:`save_history`."""
-    return History.from_dict(json.loads(Path(path).read_text()))
+    """Read a run's history: its directory, its ``history.json`` or its ``history.csv``."""
+    from cnn_torch.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "history.json"
+        if not path.is_file():
+            raise UserError(f"{path.parent} holds no history.json: pass a run directory that finished an epoch")
+    if not path.is_file():
+        raise UserError(f"{path} does not exist: pass a run directory, its history.json or its history.csv")
+    try:
+        if path.suffix == ".csv":
+            return _history_from_csv(path.read_text())
+        return History.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        raise UserError(
+            f"{path} is not a history this tool wrote (history.json or history.csv): pass a run directory"
+        ) from None
+
+
+def _history_from_csv(text: str) -> History:
+    """The inverse of :meth:`History.to_csv` (Keras ``CSVLogger``'s layout)."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or "epoch" not in rows[0]:
+        raise ValueError("no epoch column")
+    history = History()
+    for row in rows:
+        epoch = int(row.pop("epoch"))
+        history.append(epoch, {key: float(value) for key, value in row.items()})
+    return history

@@ -72,9 +72,10 @@ def write_run_record(run_dir: Path, record: dict) -> None:
     write_json(run_dir / "run.json", record)
 
 
-def start_record(flags: dict, seed: int, device: torch.device) -> dict:
+def start_record(flags: dict, seed: int, device: torch.device, data: dict | None = None) -> dict:
     return {
         "seed": seed,
+        "data": data,
         "device": str(device),
         "dtype": "bfloat16 autocast" if flags.get("precision") == "bf16" else "float32",
         "versions": versions(),
@@ -114,6 +115,9 @@ class RunRecorder:
 
 # --- the CLI's set-up steps -------------------------------------------------------------
 
+# What --monitor can watch: the History's keys (Keras 2+ names).
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+
 # Flags that define a run: a resumed run takes them from its run.json.
 RUN_FLAGS = (
     "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
@@ -136,7 +140,17 @@ def check_flags(args) -> None:
         raise UserError(f"--limit must be a positive integer, got {args.limit}: try --limit 2000")
     if args.patience is not None and args.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
-    parse_break_at(args.break_at)
+    if args.monitor not in MONITORS:
+        keras_name = {"val_acc": "val_accuracy", "acc": "accuracy"}.get(args.monitor)
+        hint = f" (Keras 1 called {keras_name} {args.monitor})" if keras_name else ""
+        raise UserError(
+            f"--monitor {args.monitor} is not a metric of the run{hint}: use one of {', '.join(MONITORS)}"
+        )
+    break_at = parse_break_at(args.break_at)
+    if break_at is not None and break_at[0] > args.epochs:
+        raise UserError(
+            f"--break-at {args.break_at} is past the last epoch ({args.epochs}): pick an epoch from 1 to {args.epochs}"
+        )
     if args.resume is None and args.out is not None:  # a new run must not overwrite a finished one
         kept = [name for name in ("history.json", "last.pt") if (Path(args.out) / name).exists()]
         if kept:
@@ -144,6 +158,15 @@ def check_flags(args) -> None:
                 f"--out {args.out} already holds a run ({', '.join(kept)}): pass a new --out,"
                 f" or --resume {args.out} to continue that run"
             )
+
+
+def check_break_at(text: str | None, epochs: int, steps: int) -> None:
+    """``--break-at`` must name a batch the run will reach (known once the data is loaded)."""
+    break_at = parse_break_at(text)
+    if break_at is not None and break_at[1] > steps:
+        raise UserError(
+            f"--break-at {text}: an epoch has only {steps} batches (steps) here: pick a batch from 1 to {steps}"
+        )
 
 
 def parse_break_at(text: str | None) -> tuple[int, int] | None:
@@ -250,7 +273,52 @@ def write_nan_report(run_dir: Path, error) -> Path:
     return path
 
 
-def print_summary(run_dir: Path, figures: list[Path], history: History, status: str) -> None:
+def describe_data(lesson, validation_split: float | None, batch_size: int, notice: str | None) -> dict:
+    """What the run trains and validates on, for run.json and the start-of-run lines."""
+    import math
+
+    total = len(lesson.train_labels)
+    if validation_split:  # Keras's validation_split: the last fraction of the samples
+        train_count = math.floor(total * (1 - validation_split))
+        val_count, validation = total - train_count, f"the last {validation_split:g} of the training images"
+    else:
+        train_count, val_count, validation = total, len(lesson.test_labels), "the test split"
+    if lesson.source.startswith("folder:"):
+        name = Path(lesson.source.removeprefix("folder:")).name
+    else:
+        name = {"cifar10": "CIFAR-10", "shapes": "shapes"}.get(lesson.source, lesson.source)
+    return {
+        "name": name,
+        "source": lesson.source,
+        "notice": notice,  # set when the built-in shapes stood in for CIFAR-10
+        "classes": lesson.num_classes,
+        "image_size": list(lesson.image_size),
+        "train_images": train_count,
+        "val_images": val_count,
+        "validation": validation,
+        "steps_per_epoch": math.ceil(train_count / batch_size),
+    }
+
+
+def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_dir: Path) -> None:
+    """What the run uses, in a few lines (the size of Keras's ``model.summary()`` footer)."""
+    from cnn_torch.models import count_params
+
+    data, flags = record["data"], record["flags"]
+    height, width = data["image_size"]
+    learning_rate = optimizer.param_groups[0]["lr"]
+    print(f"Data:       {data['name']}: {data['train_images']:,} training images, {data['classes']} classes,"
+          f" {height}x{width}")
+    print(f"Validation: {data['val_images']:,} images ({data['validation']})")
+    print(f"Model:      {flags['model']}, {count_params(model):,} parameters")
+    print(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: CrossEntropyLoss")
+    print(f"Batches:    {flags['batch_size']} images, {data['steps_per_epoch']:,} steps per epoch,"
+          f" {flags['epochs']} epochs")
+    print(f"Device:     {record['device']}, {flags['precision']}, seed {record['seed']}")
+    print(f"Run:        {run_dir}", flush=True)
+
+
+def print_summary(run_dir: Path, figures: list[Path], history: History, status: str, data: dict | None = None) -> None:
     if status == "interrupted" and history.epoch:
         print(f"Interrupted: the {len(history.epoch)} finished epoch(s) are saved in {run_dir}.")
         print(f"Resume with: python scripts/train.py --resume {run_dir} --epochs {history.params.get('epochs', '')}")
@@ -261,6 +329,10 @@ def print_summary(run_dir: Path, figures: list[Path], history: History, status: 
     if history.epoch:
         last = {key: round(values[-1], 4) for key, values in history.history.items()}
         print(f"Last epoch ({history.epoch[-1] + 1}): {last}")
+    if data is not None:
+        fallback = " (built in: CIFAR-10 could not be downloaded)" if data.get("notice") else ""
+        print(f"Data:        {data['name']}{fallback}, {data['train_images']:,} training images,"
+              f" {data['val_images']:,} validated ({data['validation']})")
     if history.epoch:  # written after each finished epoch, so absent when none finished
         print(f"History:     {run_dir / 'history.csv'} and history.json")
     for name in ("model.pt", "best.pt", "last.pt"):

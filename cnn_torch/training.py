@@ -21,11 +21,12 @@ from cnn_torch.checks import (
     check_label_range,
     check_labels,
     check_model_outputs,
+    check_validation_data,
 )
 from cnn_torch.data import split_validation
 from cnn_torch.device import as_float, autocast, keep_freed_memory, resolve_device
 from cnn_torch.errors import UserError
-from cnn_torch.evaluation import evaluate
+from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
 from cnn_torch.interrupt import TrainingInterrupted, stop_on_sigint
 from cnn_torch.progress import EpochProgress, resolve_verbose
@@ -87,8 +88,9 @@ def fit(
 ) -> History:
     """Train ``model`` like ``model.fit(train_images, train_labels, ...)`` and return a History.
 
-    Images are NCHW, uint8 (scaled by 1/255 per batch) or float32 in [0, 1]; labels are
-    class indices. ``epochs`` counts from 0 like Keras, so a resumed run passes
+    Images are NCHW: uint8 (scaled by 1/255 per batch, the lesson's ``/ 255.0``) or float
+    (used as given). Labels are class indices (Keras: SparseCategoricalCrossentropy) or
+    one-hot rows (Keras: CategoricalCrossentropy); ``CrossEntropyLoss`` takes both. ``epochs`` counts from 0 like Keras, so a resumed run passes
     ``initial_epoch`` and the History so far. ``on_epoch_end(epoch, logs)`` is the one
     hook (the CLI writes files there). ``break_at=(epoch, batch)``, both 1-based, calls
     ``breakpoint()`` after that batch's forward pass.
@@ -99,7 +101,8 @@ def fit(
     train_images = check_images(train_images, "train_images")
     train_labels = check_labels(train_labels, len(train_images), "train_labels")
     if validation_data is not None:  # Keras: validation_data overrides validation_split
-        val_images = check_images(validation_data[0], "val_images")
+        check_validation_data(validation_data)
+        val_images = check_images(validation_data[0], "val_images", warn=False)  # one warning is enough
         val_labels = check_labels(validation_data[1], len(val_images), "val_labels")
     elif validation_split:  # Keras: the LAST fraction of the samples, taken before any shuffling
         train_images, train_labels, val_images, val_labels = split_validation(
@@ -169,7 +172,7 @@ def fit(
                 # Keras: the epoch's metrics come from each batch's pre-update, training-mode
                 # predictions, as batch-size weighted running means
                 loss_sum += loss.detach() * len(labels)
-                correct += (logits.argmax(dim=1) == labels).sum()
+                correct += count_correct(logits, labels)
                 seen += len(labels)
                 recent_losses.append(loss.detach())
                 if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps or stop_requested[0]:

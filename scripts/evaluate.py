@@ -1,6 +1,6 @@
 """Evaluate a trained model like episode 05: loss, accuracy, per-class accuracy and a confusion matrix.
 
-    python scripts/evaluate.py --checkpoint runs/<run>/best.pt               # the test split
+    python scripts/evaluate.py --checkpoint runs/<run>/best.pt               # the test split (else the run's val split)
     python scripts/evaluate.py --checkpoint runs/<run>/best.pt --split val   # the run's validation split
     python scripts/evaluate.py --checkpoint runs/<run>/best.pt --json        # one JSON object
 
@@ -29,15 +29,14 @@ from cnn_torch.plots import plot_confusion_matrix  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt")
     parser.add_argument(
         "--split",
         choices=["test", "val"],
-        default="test",
-        help="test: the test split (CIFAR-10's, or DIR/test/); val: the run's validation split",
+        default=None,
+        help="test: the test split (CIFAR-10's, or DIR/test/); val: the run's validation split"
+        " (default: test, or val when the data has no test split)",
     )
     parser.add_argument(
         "--dataset",
@@ -48,10 +47,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir", default=None, help="default: the run's; a CIFAR-10 download folder or an image-folder tree"
     )
-    parser.add_argument("--limit", type=int, default=None, help="train.py's --limit; default: the run's")
-    parser.add_argument("--batch-size", type=int, default=32, help="does not change the results (Keras evaluate: 32)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    parser.add_argument("--fig-dir", default="fig", help="where <run>_confusion_matrix.png goes")
+    parser.add_argument("--limit", type=int, default=None, help="train.py's --limit (default: the run's)")
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="does not change the results (default: 32, as Keras's evaluate)"
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto (CUDA, MPS, CPU)"
+    )
+    parser.add_argument(
+        "--fig-dir", default=None, metavar="DIR",
+        help="where <run>_<split>_confusion_matrix.png goes (default: the run's fig/)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     return parser.parse_args(argv)
 
@@ -76,16 +82,19 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     class_names = checkpoint["class_names"]
 
     # 2. the images to evaluate on
-    images, labels, source = load_split(args, checkpoint_path, checkpoint)
+    images, labels, source, data_name = load_split(args, checkpoint_path, checkpoint)
 
     # 3. Keras's model.evaluate, then predict -> confusion matrix and per-class accuracy
     report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device)
     matrix = torch.tensor(report["confusion_matrix"])
-    run_name = runs.safe_name(checkpoint_path.resolve().parent.name)
+    run_dir = checkpoint_path.resolve().parent
+    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
     title = (
-        f"{checkpoint['model_name']} ({checkpoint_path.name}), {args.split} split, accuracy {report['accuracy']:.3f}"
+        f"{checkpoint['model_name']} ({checkpoint_path.name}) on {data_name}, {args.split} split,"
+        f" accuracy {report['accuracy']:.3f}"
     )
-    figure = plot_confusion_matrix(matrix, class_names, Path(args.fig_dir) / f"{run_name}_confusion_matrix.png", title)
+    figure_path = fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_confusion_matrix.png"
+    figure = plot_confusion_matrix(matrix, class_names, figure_path, title)
     report.update(split=args.split, checkpoint=str(checkpoint_path), data=source, figure=str(figure))
 
     # 4. show it
@@ -104,7 +113,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
 
 
 def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict):
-    """``(images, labels, description)`` of the split to evaluate.
+    """``(images, labels, description, data name)`` of the split to evaluate.
 
     The data set, data folder, --limit and seed are the run's (from run.json beside the
     checkpoint, else the checkpoint's seed) unless given on the command line, so ``val`` is
@@ -126,22 +135,29 @@ def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict
             f"the checkpoint was trained on the classes {', '.join(checkpoint['class_names'])} but {lesson.source}"
             f" has {', '.join(lesson.class_names)}: pass the --dataset and --data-dir the model was trained on"
         )
+    data_name = (record.get("data") or {}).get("name") or lesson.source
+    if args.split is None:  # the test split when there is one, else the run's validation split
+        args.split = "test" if lesson.test_images is not None else "val"
+        if args.split == "val":
+            print(f"note: {lesson.source} has no test split: evaluating the run's validation split", file=sys.stderr)
     if args.split == "test":
         if lesson.test_images is None:
             raise UserError(
                 f"{lesson.source} has no test split (no test/ or val/ folder): use --split val to evaluate"
                 " on the run's validation split"
             )
-        return lesson.test_images, lesson.test_labels, lesson.source
+        return lesson.test_images, lesson.test_labels, lesson.source, data_name
 
     # train.py's rule: validate on the test split when there is one and no --validation-split
     validation_split = flags.get("validation_split")
     if record and validation_split is None and lesson.test_images is not None:
-        return lesson.test_images, lesson.test_labels, f"{lesson.source} (its test split, which the run validated on)"
+        described = f"{lesson.source} (its test split, which the run validated on)"
+        return lesson.test_images, lesson.test_labels, described, data_name
     validation_split = validation_split or 0.2
     # Keras: the LAST fraction of the training images, before any shuffling
     *_, val_images, val_labels = data.split_validation(lesson.train_images, lesson.train_labels, validation_split)
-    return val_images, val_labels, f"{lesson.source} (the last {validation_split:g} of its training images)"
+    described = f"{lesson.source} (the last {validation_split:g} of its training images)"
+    return val_images, val_labels, described, data_name
 
 
 def read_run_record(path: Path) -> dict:

@@ -1,8 +1,8 @@
 """Train a lesson CNN like the Carpentries lesson's Keras code, in PyTorch.
 
     python scripts/train.py                                   # CIFAR-10, cifar_model_small, 10 epochs
-    python scripts/train.py --dataset shapes --epochs 2       # offline
-    python scripts/train.py --data-dir ../shared/data/cifar10-jpg --epochs 10
+    python scripts/train.py --dataset shapes --epochs 2       # the built-in offline data
+    python scripts/train.py --data-dir path/to/images         # path/to/images/train/<class>/<image>
 
 The steps below are the lesson's: load the data, build the model, compile (loss and
 optimizer), fit, plot the history. The loop itself is ``cnn_torch.training.fit``.
@@ -30,55 +30,67 @@ from cnn_torch.training import NonFiniteLoss  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--model", default="cifar_model_small", choices=list(MODELS), help="the lesson's architecture")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--dataset",
-        choices=["cifar10", "folder", "shapes"],
-        default=None,
-        help="default: folder if --data-dir holds train/<class>/ folders, else cifar10",
+        "--model", default="cifar_model_small", choices=list(MODELS),
+        help="the lesson's architecture (default: cifar_model_small)",
     )
     parser.add_argument(
-        "--data-dir", default=None, help="CIFAR-10 download folder (default data/) or an image-folder tree"
+        "--dataset", choices=list(data.DATASETS), default=None,
+        help="default: what --data-dir holds; without --data-dir, CIFAR-10 (downloaded into data/),"
+        " or the built-in shapes when it cannot be downloaded",
     )
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--optimizer", choices=list(runs.KERAS_LEARNING_RATES), default="adam")
-    parser.add_argument("--learning-rate", type=float, default=None, help="default: Keras's for the optimizer")
     parser.add_argument(
-        "--validation-split",
-        type=float,
-        default=None,
-        help="hold out the LAST fraction of the training data (Keras); default: the test split, else 0.2",
+        "--data-dir", default=None, metavar="DIR",
+        help="your images as DIR/train/<class>/<image> (and DIR/test/), or a folder holding CIFAR-10's"
+        " cifar-10-batches-py/ (default: data/ for CIFAR-10)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="a class-balanced random subset of N training images")
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the training images (default: 10)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per training step (default: 32)")
+    parser.add_argument(
+        "--optimizer", choices=list(runs.KERAS_LEARNING_RATES), default="adam", help="default: adam, as the lesson"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=None,
+        help="default: Keras's for the optimizer (adam 0.001, sgd 0.01, rmsprop 0.001)",
+    )
+    parser.add_argument(
+        "--validation-split", type=float, default=None, metavar="FRACTION",
+        help="hold out the LAST fraction of the training images, as Keras does"
+        " (default: validate on the test split; 0.2 when there is none)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N",
+        help="train on a class-balanced random subset of N images (default: all; shapes: how many to make)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="default: a random seed, recorded in run.json")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     parser.add_argument(
-        "--precision",
-        choices=["fp32", "bf16"],
-        default="fp32",
-        help="bf16: autocast, faster on CPUs with bf16 and GPUs",
-    )
-    parser.add_argument("--out", default=None, help="run directory (default runs/<model>-<timestamp>)")
-    parser.add_argument("--fig-dir", default="fig", help="where the history plots go")
-    parser.add_argument(
-        "--monitor", default="val_loss", help="metric for best.pt and early stopping (val_accuracy is maximised)"
+        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto (CUDA, MPS, CPU)"
     )
     parser.add_argument(
-        "--patience", type=int, default=None, help="early stopping: epochs without improvement before stopping"
+        "--precision", choices=["fp32", "bf16"], default="fp32",
+        help="bf16: autocast, faster on GPUs and CPUs with native bf16 (default: fp32)",
     )
     parser.add_argument(
-        "--min-delta", type=float, default=0.0, help="early stopping: smallest change that counts as improvement"
+        "--out", default=None, metavar="RUN_DIR", help="run directory (default: runs/<model>-<timestamp>)"
+    )
+    parser.add_argument("--fig-dir", default=None, metavar="DIR", help="where the plots go (default: RUN_DIR/fig)")
+    parser.add_argument(
+        "--monitor", default="val_loss", metavar="METRIC",
+        help="metric for best.pt and early stopping: val_loss, val_accuracy, loss or accuracy (default: val_loss)",
+    )
+    parser.add_argument(
+        "--patience", type=int, default=None, metavar="EPOCHS",
+        help="stop after this many epochs without improvement (default: no early stopping)",
+    )
+    parser.add_argument(
+        "--min-delta", type=float, default=0.0,
+        help="early stopping: smallest change that counts as an improvement (default: 0)",
     )
     parser.add_argument(
         "--restore-best-weights", action="store_true", help="early stopping: end with the best epoch's weights"
     )
-    parser.add_argument(
-        "--resume", default=None, metavar="RUN_DIR", help="continue a run from its last.pt up to --epochs"
-    )
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last.pt up to --epochs")
     parser.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
     parser.add_argument("--trace", action="store_true", help="narrate every step of the first batch")
     parser.add_argument(
@@ -111,9 +123,12 @@ def train(args: argparse.Namespace) -> int:
     runs.seed_everything(seed, deterministic=args.deterministic)
 
     # 1. the data: uint8 NCHW images, int64 labels, class names
-    dataset = data.resolve_dataset(args.dataset, args.data_dir)
     with distributed.local_main_process_first():  # [torchrun] one download per machine, not a race
-        lesson_data = data.load_data(dataset, args.data_dir, limit=args.limit, seed=seed)
+        lesson_data, notice = data.load_data_or_shapes(args.dataset, args.data_dir, limit=args.limit, seed=seed)
+    if notice is not None:
+        args.dataset = "shapes"  # recorded in run.json, so --resume and evaluate.py use the same data
+        if rank == 0:
+            print(f"notice: {notice}")
     train_images, train_labels = lesson_data.train_images, lesson_data.train_labels
     # Keras: validation_data = the test split, as the lesson does; else --validation-split (default 0.2)
     validation_data, validation_split = None, args.validation_split
@@ -121,6 +136,8 @@ def train(args: argparse.Namespace) -> int:
         validation_data = (lesson_data.test_images, lesson_data.test_labels)
     elif validation_split is None:
         validation_split = 0.2
+    data_record = runs.describe_data(lesson_data, validation_split, args.batch_size, notice)
+    runs.check_break_at(args.break_at, args.epochs, data_record["steps_per_epoch"])
 
     # 2. the model (Keras: keras.Model(inputs, outputs)); 3. compile: loss and optimizer
     input_shape = (3, *train_images.shape[2:])
@@ -136,7 +153,7 @@ def train(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.resume) if args.resume else runs.new_run_dir(args.out, args.model)
     run_name = runs.safe_name(run_dir.name)
-    record = runs.start_record(vars(args), seed, device)
+    record = runs.start_record(vars(args), seed, device, data_record)
     recorder = runs.RunRecorder(run_dir, model, optimizer, history, lesson_data.class_names, seed, args.monitor)
     early_stopping = None
     if args.patience is not None:
@@ -144,6 +161,8 @@ def train(args: argparse.Namespace) -> int:
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         runs.write_run_record(run_dir, record)
+        if not args.quiet:
+            runs.print_run_start(record, model, optimizer, run_dir)
 
     # 4. fit: the loop is cnn_torch/training.py
     status, exit_code = "finished", 0
@@ -186,8 +205,10 @@ def train(args: argparse.Namespace) -> int:
         save_checkpoint(run_dir / "model.pt", recorder.checkpoint(len(history.epoch) and history.epoch[-1] + 1))
     from cnn_torch.plots import plot_history  # here: matplotlib takes a while, and a bad flag should not wait
 
-    figures = plot_history(history, args.fig_dir, run_name, title=args.model) if history.epoch else []
-    runs.print_summary(run_dir, figures, history, status)
+    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
+    title = f"{args.model} on {data_record['name']}"
+    figures = plot_history(history, fig_dir, run_name, title=title) if history.epoch else []
+    runs.print_summary(run_dir, figures, history, status, data_record)
     return exit_code
 
 

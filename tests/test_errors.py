@@ -132,8 +132,18 @@ def _weights_only(checkpoint: dict) -> dict:
 TRAIN_ROWS = [
     ("data_dir_missing", ["--dataset", "folder", "--data-dir", "{r}/nowhere"], ["{r}/nowhere", "does not exist"]),
     ("data_dir_is_a_file", ["--dataset", "folder", "--data-dir", "{r}/a_file"], ["is a file", "train/"]),
-    ("data_dir_empty", ["--dataset", "folder", "--data-dir", "{r}/empty"], ["no train/ folder", "train/<class>/"]),
-    ("no_train_folder", ["--dataset", "folder", "--data-dir", "{r}/no_train"], ["no train/ folder", "<class>"]),
+    ("data_dir_empty", ["--dataset", "folder", "--data-dir", "{r}/empty"], ["holds neither", "found: nothing"]),
+    ("no_train_folder", ["--dataset", "folder", "--data-dir", "{r}/no_train"], ["holds class folders (cat/)",
+                                                                                 "pass its parent"]),
+    ("data_dir_missing_no_dataset", ["--data-dir", "{r}/nowhere"], ["{r}/nowhere", "does not exist"]),
+    ("data_dir_missing_cifar10", ["--dataset", "cifar10", "--data-dir", "{r}/nowhere"], ["does not exist"]),
+    ("data_dir_is_the_train_folder", ["--data-dir", "{r}/gray_rgba/train"], ["holds class folders (cat/, dog/)",
+                                                                             "--data-dir {r}/gray_rgba"]),
+    ("data_dir_holds_neither", ["--data-dir", "{r}/empty"], ["holds neither", "cifar-10-batches-py", "--dataset cifar10"]),
+    ("monitor_keras_1_name", ["--dataset", "shapes", "--monitor", "val_acc"], ["Keras 1", "val_accuracy"]),
+    ("break_at_past_last_epoch", ["--dataset", "shapes", "--break-at", "3:1"], ["past the last epoch", "1 to 1"]),
+    ("break_at_past_last_batch", ["--dataset", "shapes", "--limit", "40", "--break-at", "1:99"], ["only 10 batches",
+                                                                                               "1 to 10"]),
     ("no_class_folders", ["--dataset", "folder", "--data-dir", "{r}/flat_train"], ["no class folders", "per class"]),
     ("empty_class_folder", ["--data-dir", "{r}/empty_class"], ["train/bird", "has no images", "remove it"]),
     ("corrupt_image", ["--data-dir", "{r}/corrupt"], ["bad.jpg", "corrupt", "delete or replace"]),
@@ -288,8 +298,9 @@ def test_cli_bad_input_gets_one_line_naming_the_fix(request, bad_inputs, outputs
         assert result.stderr.strip() == line  # nothing else: no warnings either
     for word in words:
         assert word.format(r=bad_inputs) in line, line
-    # nothing written: no run directory, no figures
+    # nothing written: no run directory, no figures, no folder made for a mistyped --data-dir
     assert not (outputs / row_id).exists()
+    assert not (bad_inputs / "nowhere").exists()
     assert not (outputs / "fig").exists() or not any((outputs / "fig").glob(f"{row_id}_*"))
 
 
@@ -338,13 +349,14 @@ def lesson_batch(n: int = 20):
     return images, torch.arange(n) % 10
 
 
-def fit_once(model=None, images=None, labels=None):
+def fit_once(model=None, images=None, labels=None, validation_data=None):
     model = model or models.cifar_model_small()
     default_images, default_labels = lesson_batch()
     images = default_images if images is None else images
     labels = default_labels if labels is None else labels
     optimizer = torch.optim.Adam(model.parameters())
-    return fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=1, verbose=0)
+    return fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=1, verbose=0,
+               validation_data=validation_data)  # fmt: skip
 
 
 def one_line(excinfo) -> str:
@@ -356,12 +368,17 @@ def one_line(excinfo) -> str:
 IMAGES, LABELS = lesson_batch()
 FIT_ROWS = [
     ("channels_last", {"images": IMAGES.permute(0, 2, 3, 1)}, ["channels-last", "permute(0, 3, 1, 2)"]),
-    ("channels_last_numpy", {"images": IMAGES.permute(0, 2, 3, 1).numpy()}, ["channels-last", "permute"]),
-    ("one_hot_labels", {"labels": torch.nn.functional.one_hot(LABELS, 10)}, ["one-hot", "argmax(1)"]),
-    ("column_labels", {"labels": LABELS[:, None]}, ["(20, 1)", "reshape(-1)"]),
+    ("channels_last_numpy", {"images": IMAGES.permute(0, 2, 3, 1).numpy()}, ["channels-last",
+                                                                             "np.transpose(train_images, (0, 3, 1, 2))"]),
+    ("one_hot_not_probabilities", {"labels": torch.nn.functional.one_hot(LABELS, 10) * 3}, ["not one-hot",
+                                                                                          "one class index"]),
+    ("one_hot_wrong_width", {"labels": torch.nn.functional.one_hot(LABELS, 12)}, ["12 one-hot columns",
+                                                                                "num_classes=12"]),
     ("label_too_large", {"labels": LABELS + 5}, ["contains 14", "outside [0, 10)", "num_classes=15"]),
     ("negative_label", {"labels": LABELS - 1}, ["contains -1", "outside [0, 10)", "fix the labels"]),
-    ("pixels_0_to_255_as_float", {"images": IMAGES.float()}, ["not in [0, 1]", "/ 255.0"]),
+    ("images_with_nan", {"images": IMAGES.float().div(255).index_put_((torch.tensor([0]),), torch.tensor(float("nan")))},
+     ["NaN or inf", "remove or replace"]),
+    ("validation_data_none", {"validation_data": (None, None)}, ["holds None", "validation_split=0.2"]),
     ("softmax_model", {"model": "softmax"}, ["probabilities", "remove the final softmax", "from_logits"]),
 ]  # fmt: skip
 
