@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from cnn_torch.errors import UserError
 from cnn_torch.fileio import write_json
 from cnn_torch.history import History, save_history
 from cnn_torch.optim import KerasRMSprop
+from cnn_torch.progress import wrap_parts
 from cnn_torch.stopping import Improvement
 
 # Keras's default learning rate for each optimizer (torch's defaults differ for RMSprop).
@@ -327,8 +329,8 @@ def print_summary(run_dir: Path, figures: list[Path], history: History, status: 
     if status == "nan":
         print(f"Stopped on a NaN/inf loss; the offending batch is in {run_dir / 'nan_batch.json'}.")
     if history.epoch:
-        last = {key: round(values[-1], 4) for key, values in history.history.items()}
-        print(f"Last epoch ({history.epoch[-1] + 1}): {last}")
+        last = [f"{key}: {values[-1]:.4f}" for key, values in sorted(history.history.items())]
+        print(wrap_parts([f"Last epoch ({history.epoch[-1] + 1})", *last], shutil.get_terminal_size().columns))
     if data is not None:
         fallback = " (built in: CIFAR-10 could not be downloaded)" if data.get("notice") else ""
         print(f"Data:        {data['name']}{fallback}, {data['train_images']:,} training images,"

@@ -193,7 +193,7 @@ def test_the_epoch_line_shows_every_number_at_80_columns(tmp_path):
     output = run_in_terminal([sys.executable, str(TRAIN), "--dataset", "shapes", "--limit", "200", "--epochs", "2",
                               "--seed", "0"], cwd=tmp_path)  # fmt: skip
     lines = visible_lines(output)
-    assert all(len(line) <= 80 for line in lines if "Epoch" in line or "loss" in line), lines
+    assert all(len(line) <= 80 for line in lines if re.search(r": \d\.\d{4}", line)), lines
     for epoch in (1, 2):
         start = next(i for i, line in enumerate(lines) if line.startswith(f"Epoch {epoch}/2 - "))
         epoch_text = " ".join(lines[start : start + 2])
@@ -290,3 +290,29 @@ def test_figure_titles_name_the_model_and_the_data(folder_run):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     assert script.run_title(folder_run / "run") == "cifar_model_small on images"
+
+
+# --- 5. in Jupyter ------------------------------------------------------------------------------
+
+
+def test_in_a_notebook_nothing_is_painted_as_an_error_and_the_summary_shows_once(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    cells = [
+        "import torch\nfrom cnn_torch import fit, models",
+        "model = models.cifar_model_small()\nmodels.summary(model)",
+        "g = torch.Generator().manual_seed(0)\n"
+        "images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g)\n"
+        "labels = torch.arange(40) % 10\n"
+        "history = fit(model, torch.nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters()), images, labels,\n"
+        "              epochs=2, validation_split=0.25, seed=0)",
+    ]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = [output for cell in notebook.cells for output in cell.outputs]
+    assert not [output for output in outputs if output.get("name") == "stderr"], outputs  # no red boxes
+    assert not [output for output in outputs if output["output_type"] == "execute_result"]  # summary returns None
+    stdout = "".join(output.get("text", "") for output in outputs if output.get("name") == "stdout")
+    assert stdout.count("Total params: 114,510") == 1
+    epoch_lines = [line for line in stdout.splitlines() if line.startswith("Epoch ")]
+    assert len(epoch_lines) == 2 and all("val_accuracy: " in line for line in epoch_lines)
