@@ -172,5 +172,33 @@ def check_label_range(labels: torch.Tensor, num_classes: int, name: str = "train
         )
 
 
+def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size, train_images, train_labels,
+                     validation_data, validation_split: float):  # fmt: skip
+    """Every check ``fit`` makes before its first step; returns the training and validation
+    tensors ``(train_images, train_labels, val_images, val_labels)``, the last two None
+    without validation. Keras's rules: ``validation_data`` overrides ``validation_split``,
+    which holds out the LAST fraction of the samples, before any shuffling."""
+    from cnn_torch.data import split_validation
+    from cnn_torch.device import as_float
+
+    check_fit_arguments(epochs, batch_size, validation_split)
+    train_images = check_images(train_images, "train_images")
+    train_labels = check_labels(train_labels, len(train_images), "train_labels")
+    val_images = val_labels = None
+    if validation_data is not None:
+        check_validation_data(validation_data)
+        val_images = check_images(validation_data[0], "val_images", warn=False)  # one warning is enough
+        val_labels = check_labels(validation_data[1], len(val_images), "val_labels")
+    elif validation_split:
+        train_images, train_labels, val_images, val_labels = split_validation(
+            train_images, train_labels, validation_split
+        )
+    num_classes = check_model_outputs(model, as_float(train_images[:2].to(device)))
+    check_label_range(train_labels, num_classes, "train_labels")  # on the CPU: CUDA's assert is opaque
+    if val_labels is not None:
+        check_label_range(val_labels, num_classes, "val_labels")
+    return train_images, train_labels, val_images, val_labels
+
+
 def steps_per_epoch(num_samples: int, batch_size: int) -> int:
     return math.ceil(num_samples / batch_size)

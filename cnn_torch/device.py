@@ -47,15 +47,16 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     return images.to(memory_format=layout)
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory(device: torch.device | None = None) -> None:
     """Let glibc's malloc (Linux) keep freed memory for reuse instead of returning it to the kernel.
 
     Every training step allocates and frees the same few-MB activations. By default glibc hands
     blocks that large back to the kernel at once, and the next step pays thousands of page
     faults to get fresh zeroed pages (measured on CIFAR-10: ~5,000 faults per step, a third of
-    the CPU's time). Larger thresholds make it reuse them. A no-op elsewhere.
+    the CPU's time). Larger thresholds make it reuse them. A no-op elsewhere, and for a
+    ``device`` other than the CPU.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or (device is not None and device.type != "cpu"):
         return
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt

@@ -5,7 +5,9 @@ A tiny model on 10 random 12x12 images, batch 4: 3 batches an epoch, the last of
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import re
 import subprocess
 import sys
@@ -122,3 +124,33 @@ def test_cli_trace_prints_the_steps(tmp_path):
     assert "logits shape (32, 10)" in lines[2]
     assert re.search(r"optimizer\.step\(\): Adam, learning rate 0\.001, step count 1;", lines[6])
     assert (tmp_path / "run" / "history.json").exists()
+
+
+NUMBER = re.compile(r"-?\d+\.\d+(?:e-?\d+)?|\b\d+\b")
+
+
+def test_trace_through_hooks_prints_what_the_loop_printed_before():
+    """tests/data/trace_before_hooks.txt is the trace as fit printed it when the tracer's calls
+    stood in the loop (before issue 14 moved them into hooks): the same lines, words and
+    numbers (the numbers within rounding, since another CPU may differ in the last digit)."""
+    model, images, labels = tiny_run()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        run_fit(model, images, labels, trace=True)
+    before = (REPO / "tests" / "data" / "trace_before_hooks.txt").read_text().splitlines()
+    now = out.getvalue().splitlines()
+    assert [NUMBER.sub("#", line) for line in now] == [NUMBER.sub("#", line) for line in before]
+    for line_now, line_before in zip(now, before):
+        numbers_now = [float(n) for n in NUMBER.findall(line_now)]
+        assert numbers_now == pytest.approx([float(n) for n in NUMBER.findall(line_before)], rel=2e-3, abs=2e-3)
+
+
+def test_fit_has_no_trace_lines_and_stays_one_screen():
+    import ast
+
+    source = (REPO / "cnn_torch" / "training.py").read_text()
+    fit_def = next(node for node in ast.parse(source).body if getattr(node, "name", None) == "fit")
+    body = source.splitlines()[fit_def.body[1].lineno - 1 : fit_def.end_lineno]  # after the docstring
+    code = [line for line in body if line.strip() and not line.strip().startswith("#")]
+    assert len(code) <= 60, len(code)
+    assert not [line for line in code if "tracer" in line or "trace." in line]
