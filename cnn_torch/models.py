@@ -13,6 +13,14 @@ Differences from Keras, on purpose:
 
 ``init="keras"`` (the default) copies Keras's default initialisation:
 glorot-uniform weights and zero biases. ``init="torch"`` keeps PyTorch's own.
+
+``activation`` (default ``"relu"``, the lesson's) picks the hidden layers' activation,
+as the lesson's ``create_model(activation_function)`` loop does; ``dropout`` sets the
+rate of ``model_dropout``'s Dropout (default 0.5) or, for the other models (default 0:
+no Dropout layer), adds one before ``Flatten``. Neither changes any parameter shape, so
+models that differ only in them can start from the same weights. ``model_kwargs``
+records them only when they differ from the defaults, so the lesson's models keep
+their plain ``{num_classes, input_shape, init}``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,16 @@ from cnn_torch.errors import UserError
 
 INITS = ("keras", "torch")
 
+# Keras's activation names -> the PyTorch module. Keras's leaky_relu has negative_slope 0.2
+# (torch's default is 0.01); selu needs no arguments in either.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "selu": nn.SELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+}
+
 
 class LessonModel(nn.Sequential):
     """An ``nn.Sequential`` that remembers how it was built.
@@ -44,8 +62,21 @@ class LessonModel(nn.Sequential):
         self.input_shape = tuple(kwargs["input_shape"])
 
 
-def _check_args(name: str, num_classes: int, input_shape: Sequence[int], init: str) -> dict:
-    """Validate the constructor arguments and return them as ``model_kwargs``."""
+def _check_args(
+    name: str,
+    num_classes: int,
+    input_shape: Sequence[int],
+    init: str,
+    dropout: float = 0.0,
+    activation: str = "relu",
+    default_dropout: float = 0.0,
+) -> dict:
+    """Validate the constructor arguments and return them as ``model_kwargs``
+    (``dropout`` and ``activation`` only when they differ from the model's defaults)."""
+    if activation not in ACTIVATIONS:
+        raise UserError(f"unknown activation {activation!r} for {name}: choose one of {', '.join(ACTIVATIONS)}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise UserError(f"dropout {dropout!r} for {name} is not a rate in [0, 1): try 0.5")
     if init not in INITS:
         raise UserError(f"unknown init {init!r}: use 'keras' or 'torch'")
     try:
@@ -59,7 +90,17 @@ def _check_args(name: str, num_classes: int, input_shape: Sequence[int], init: s
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise UserError(f"num_classes {num_classes!r} for {name} is invalid: give an integer >= 1")
-    return {"num_classes": num_classes, "input_shape": shape, "init": init}
+    kwargs = {"num_classes": num_classes, "input_shape": shape, "init": init}
+    if dropout != default_dropout:
+        kwargs["dropout"] = float(dropout)
+    if activation != "relu":
+        kwargs["activation"] = activation
+    return kwargs
+
+
+def _dropout_layers(rate: float) -> list[nn.Module]:
+    """A Dropout before Flatten when asked for (the lesson's ``create_nn_with_dropout``)."""
+    return [nn.Dropout(rate)] if rate > 0 else []
 
 
 def _out_size(layer: nn.Module, size: int, dim: int) -> int:
@@ -124,25 +165,31 @@ def _assemble(
 
 
 def cifar_model_small(
-    num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+    num_classes: int = 10,
+    input_shape: Sequence[int] = (3, 32, 32),
+    init: str = "keras",
+    dropout: float = 0.0,
+    activation: str = "relu",
 ) -> LessonModel:
     """Two conv blocks and a 50-unit dense layer: 114,510 parameters on 3x32x32."""
-    kwargs = _check_args("cifar_model_small", num_classes, input_shape, init)
+    kwargs = _check_args("cifar_model_small", num_classes, input_shape, init, dropout, activation)
     channels = kwargs["input_shape"][0]
+    act = ACTIVATIONS[activation]
     features = [
         nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+        *_dropout_layers(dropout),         # keras.layers.Dropout(dropout), only if dropout > 0
     ]
 
     def head(flat: int) -> list[nn.Module]:
         return [
             nn.Flatten(),                  # keras.layers.Flatten()
             nn.Linear(flat, 50),           # keras.layers.Dense(50, activation='relu')
-            nn.ReLU(),                     #   ... its activation='relu'
+            act(),                         #   ... its activation='relu'
             nn.Linear(50, num_classes),    # keras.layers.Dense(10)  (logits)
         ]
 
@@ -150,27 +197,33 @@ def cifar_model_small(
 
 
 def cifar_model(
-    num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+    num_classes: int = 10,
+    input_shape: Sequence[int] = (3, 32, 32),
+    init: str = "keras",
+    dropout: float = 0.0,
+    activation: str = "relu",
 ) -> LessonModel:
     """The small model plus a third conv layer: 87,060 parameters on 3x32x32."""
-    kwargs = _check_args("cifar_model", num_classes, input_shape, init)
+    kwargs = _check_args("cifar_model", num_classes, input_shape, init, dropout, activation)
     channels = kwargs["input_shape"][0]
+    act = ACTIVATIONS[activation]
     features = [
         nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
+        *_dropout_layers(dropout),         # keras.layers.Dropout(dropout), only if dropout > 0
     ]
 
     def head(flat: int) -> list[nn.Module]:
         return [
             nn.Flatten(),                  # keras.layers.Flatten()
             nn.Linear(flat, 50),           # keras.layers.Dense(50, activation='relu')
-            nn.ReLU(),                     #   ... its activation='relu'
+            act(),                         #   ... its activation='relu'
             nn.Linear(50, num_classes),    # keras.layers.Dense(10)  (logits)
         ]
 
@@ -178,15 +231,21 @@ def cifar_model(
 
 
 def model_intro(
-    num_classes: int = 5, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+    num_classes: int = 5,
+    input_shape: Sequence[int] = (3, 32, 32),
+    init: str = "keras",
+    dropout: float = 0.0,
+    activation: str = "relu",
 ) -> LessonModel:
     """The lesson's first model, one conv layer: 18,453 parameters on 3x32x32, 5 classes."""
-    kwargs = _check_args("model_intro", num_classes, input_shape, init)
+    kwargs = _check_args("model_intro", num_classes, input_shape, init, dropout, activation)
     channels = kwargs["input_shape"][0]
+    act = ACTIVATIONS[activation]
     features = [
         nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
+        *_dropout_layers(dropout),         # keras.layers.Dropout(dropout), only if dropout > 0
     ]
 
     def head(flat: int) -> list[nn.Module]:
@@ -201,21 +260,26 @@ def model_intro(
 
 
 def model_dropout(
-    num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), init: str = "keras"
+    num_classes: int = 10,
+    input_shape: Sequence[int] = (3, 32, 32),
+    init: str = "keras",
+    dropout: float = 0.5,
+    activation: str = "relu",
 ) -> LessonModel:
     """Three conv layers and dropout before the head: 33,834 parameters on 3x32x32."""
-    kwargs = _check_args("model_dropout", num_classes, input_shape, init)
+    kwargs = _check_args("model_dropout", num_classes, input_shape, init, dropout, activation, default_dropout=0.5)
     channels = kwargs["input_shape"][0]
+    act = ACTIVATIONS[activation]
     features = [
         nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(16, 32, 3),              # keras.layers.Conv2D(32, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
+        act(),                             #   ... its activation='relu'
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(32, 64, 3),              # keras.layers.Conv2D(64, (3, 3), activation='relu')
-        nn.ReLU(),                         #   ... its activation='relu'
-        nn.Dropout(0.5),                   # keras.layers.Dropout(0.5)
+        act(),                             #   ... its activation='relu'
+        nn.Dropout(dropout),               # keras.layers.Dropout(0.5); kept at 0 so layer indices stay put
     ]
 
     def head(flat: int) -> list[nn.Module]:
@@ -249,8 +313,8 @@ def count_params(model: nn.Module) -> int:
 
 def summary(
     model: nn.Module, input_shape: Sequence[int] | None = None, file: TextIO | None = None
-) -> str:
-    """Print and return a Keras-style ``model.summary()`` table.
+) -> None:
+    """Print a Keras-style ``model.summary()`` table (to ``file``, default stdout); returns None as Keras does.
 
     Output shapes come from a forward pass of one zero image (batch shown as
     ``None``), recorded with forward hooks on every leaf module.
@@ -311,6 +375,5 @@ def summary(
         f"Non-trainable params: {total - trainable:,}",
         rule,
     ]
-    text = "\n".join(lines)
-    print(text, file=file if file is not None else sys.stdout)
-    return text
+    # Keras's summary() prints and returns None: a notebook then shows the table once
+    print("\n".join(lines), file=file if file is not None else sys.stdout)

@@ -1,29 +1,103 @@
-"""Keras's Adam and RMSprop update rules as ``torch.optim.Optimizer`` subclasses.
+"""Keras's SGD, Adam and RMSprop update rules as ``torch.optim.Optimizer`` subclasses.
 
 torch's own Adam and RMSprop place epsilon differently (and RMSprop's defaults differ),
-so they can only approximate Keras. These two write Keras's equations out, one line
-per equation, for the parity tests and for anyone who wants Keras's exact optimizer.
-``torch.optim.Adam(eps=1e-7)`` stays the default in ``scripts/train.py``: the gap is
-measured in docs/parity-table.md and the README ("What `fit` does, proven").
+so they can only approximate Keras; torch's SGD with momentum keeps its velocity without
+the learning rate in it. These classes write Keras's equations out, one line per
+equation, for the parity tests and for anyone who wants Keras's exact optimizer.
+``torch.optim.Adam(eps=1e-7)`` stays the default of ``make_optimizer`` (below): the gap
+is measured in docs/parity-table.md and the README ("What `fit` does, proven").
+
+"Exact" means: the same float32 operations, in the same order, as Keras 3 on its torch
+backend (``keras/src/backend/torch/optimizers/torch_sgd.py``, ``torch_adam.py`` and
+``torch_rmsprop.py``, which replace the backend-neutral ``keras/src/optimizers/*.py`` there).
+Given the same gradients, one step of ours and one of Keras's give bit-identical weights
+(``tests/test_keras_parity.py`` checks it). Two details matter for that:
+
+* Every scalar is a tensor of the parameter's dtype, as Keras computes it: the step
+  count ``t``, ``beta**t`` and Adam's step size ``alpha``. In float32, ``1 - beta_2**t``
+  loses digits (``beta_2**t`` is close to 1), so Keras's ``alpha`` sits about 50 float32
+  ulps (up to 160, over the first 2000 steps) from the exact value. Computed in Python's
+  float64 instead, ``alpha`` is nearly exact, which is *not* what Keras does: every
+  weight's every step then differs by ~3e-6 relative, and training grows that into a
+  visible drift (1.6e-4 in ``val_loss`` after three epochs of CIFAR-sized images, issue #11).
+* ``m = beta_1*m + (1 - beta_1)*g`` and ``m = m + (g - m)*(1 - beta_1)`` are the same
+  number on paper but round differently. We write the form Keras's torch backend runs
+  (torch's ``add_(x, alpha=a)`` is one fused multiply-add, rounded once). Keras on
+  TensorFlow runs the backend-neutral form, each operation rounded on its own: given the
+  same gradients, its weights land a few float32 ulps from ours after 150 steps (measured
+  for all three), as its kernels' rounding differs anyway (docs/parity-table.md).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from cnn_torch.errors import UserError
+
+
+def _scalar(value, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-d tensor of ``like``'s dtype and device (Keras: ``ops.cast``)."""
+    return torch.as_tensor(value, dtype=like.dtype, device=like.device)
+
+
+class KerasSGD(torch.optim.Optimizer):
+    """SGD as ``keras.optimizers.SGD`` computes it::
+
+        velocity = momentum * velocity - lr * g               # (only with momentum > 0)
+        theta    = theta + velocity
+        theta    = theta - lr * g + momentum * velocity       # instead, with nesterov=True
+        theta    = theta - lr * g                             # momentum == 0
+
+    Without momentum it is ``torch.optim.SGD`` exactly. With momentum, torch keeps the
+    velocity without the learning rate in it (``b = momentum*b + g``, ``theta -= lr*b``):
+    the same numbers on paper, one rounding apart per step in float32.
+    """
+
+    def __init__(self, params, learning_rate=0.01, momentum=0.0, nesterov=False):
+        super().__init__(params, {"lr": learning_rate, "momentum": momentum, "nesterov": nesterov})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                if momentum == 0:
+                    param.add_(grad, alpha=-lr)
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["velocity"] = torch.zeros_like(param)
+                velocity = state["velocity"]
+                velocity.mul_(momentum).add_(grad, alpha=-lr)
+                if group["nesterov"]:
+                    param.add_(grad, alpha=-lr).add_(velocity, alpha=momentum)
+                else:
+                    param.add_(velocity)
+        return loss
 
 
 class KerasAdam(torch.optim.Optimizer):
-    """Adam as ``keras.optimizers.Adam`` computes it (keras/src/optimizers/adam.py)::
+    """Adam as ``keras.optimizers.Adam`` computes it::
 
-        t      = t + 1
+        t      = t + 1                                        # a float tensor, as Keras casts it
         alpha  = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)   # bias correction in the step size
-        m      = m + (g - m) * (1 - beta_1)
-        v      = v + (g*g - v) * (1 - beta_2)
-        theta  = theta - alpha * m / (sqrt(v) + epsilon)      # epsilon on the uncorrected sqrt(v)
+        m      = beta_1 * m + (1 - beta_1) * g
+        v      = beta_2 * v + (1 - beta_2) * g*g
+        theta  = theta - (m * alpha) / (sqrt(v) + epsilon)    # epsilon on the uncorrected sqrt(v)
 
-    torch adds epsilon to the bias-corrected ``sqrt(v_hat)`` instead.
+    torch's Adam adds epsilon to the bias-corrected ``sqrt(v_hat)`` instead, so
+    ``torch.optim.Adam(eps=1e-7)`` is a slightly different optimizer.
+
+    Keras counts steps once per optimizer (``optimizer.iterations``); we count per
+    parameter, as torch's optimizers do. The two agree whenever every parameter gets a
+    gradient at every step, as in the lesson's models.
     """
 
     def __init__(self, params, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
@@ -32,31 +106,51 @@ class KerasAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
-            lr, beta_1, beta_2, eps = group["lr"], group["beta_1"], group["beta_2"], group["epsilon"]
+            beta_1, beta_2, epsilon = group["beta_1"], group["beta_2"], group["epsilon"]  # Python floats
             for param in group["params"]:
                 if param.grad is None:
                     continue
                 state = self.state[param]
                 if not state:
                     state["step"] = 0
-                    state["m"] = torch.zeros_like(param)
-                    state["v"] = torch.zeros_like(param)
+                    state["m"] = torch.zeros_like(param)  # first moment: running mean of g
+                    state["v"] = torch.zeros_like(param)  # second moment: running mean of g*g
                 grad, m, v = param.grad, state["m"], state["v"]
                 state["step"] += 1
-                t = state["step"]
-                alpha = lr * math.sqrt(1 - beta_2**t) / (1 - beta_1**t)
-                m.add_((grad - m) * (1 - beta_1))
-                v.add_((grad * grad - v) * (1 - beta_2))
-                param.sub_(m * alpha / (v.sqrt() + eps))
-        return None
+
+                # The step size, bias correction included, computed as Keras does (_step_size).
+                alpha = self._step_size(group, state["step"], param)
+
+                # The moments: decay, then add the new gradient's share
+                # (add_(x, alpha=a) adds a * x: torch's name, not Adam's alpha).
+                m.mul_(beta_1).add_(grad, alpha=1 - beta_1)
+                v.mul_(beta_2).add_(grad * grad, alpha=1 - beta_2)
+
+                # The step: alpha times m, over sqrt(v) plus epsilon.
+                param.sub_((m * alpha) / (v.sqrt() + epsilon))
+        return loss
+
+    @staticmethod
+    def _step_size(group: dict, step: int, param: torch.Tensor) -> torch.Tensor:
+        """``alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``, every number in it a
+        tensor of the parameter's dtype (float32), computed in Keras's order."""
+        lr = _scalar(group["lr"], param)
+        t = _scalar(step, param)  # Keras: ops.cast(iterations + 1, dtype)
+        beta_1_power = torch.pow(_scalar(group["beta_1"], param), t)
+        beta_2_power = torch.pow(_scalar(group["beta_2"], param), t)
+        return lr * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
 
 class KerasRMSprop(torch.optim.Optimizer):
     """RMSprop as ``keras.optimizers.RMSprop`` computes it (no momentum, not centered)::
 
         v      = rho * v + (1 - rho) * g*g
-        theta  = theta - lr * g / sqrt(v + epsilon)            # epsilon INSIDE the sqrt
+        theta  = theta - (g * lr) / sqrt(v + epsilon)         # epsilon INSIDE the sqrt
 
     torch's RMSprop adds epsilon outside the sqrt and defaults to lr 0.01, alpha 0.99.
     """
@@ -66,17 +160,45 @@ class KerasRMSprop(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
-            lr, rho, eps = group["lr"], group["rho"], group["epsilon"]
+            rho, epsilon = group["rho"], group["epsilon"]
             for param in group["params"]:
                 if param.grad is None:
                     continue
                 state = self.state[param]
                 if not state:
                     state["step"] = 0
-                    state["v"] = torch.zeros_like(param)
+                    state["v"] = torch.zeros_like(param)  # running mean of g*g
                 grad, v = param.grad, state["v"]
                 state["step"] += 1
-                v.mul_(rho).add_(grad * grad * (1 - rho))
-                param.sub_(lr * grad / (v + eps).sqrt())
-        return None
+
+                lr = _scalar(group["lr"], param)  # Keras: ops.cast(learning_rate, dtype)
+
+                # The running mean of g*g: decay, then add the new gradient's share.
+                v.mul_(rho).add_(grad * grad, alpha=1 - rho)
+
+                # The step: lr times g, over sqrt(v + epsilon).
+                param.sub_((grad * lr) / (v + epsilon).sqrt())
+        return loss
+
+
+# Keras's default learning rate for each optimizer (torch's defaults differ for RMSprop).
+KERAS_LEARNING_RATES = {"adam": 0.001, "sgd": 0.01, "rmsprop": 0.001}
+
+
+def make_optimizer(name: str, parameters, learning_rate: float | None = None) -> torch.optim.Optimizer:
+    """``compile(optimizer='adam')`` etc., with Keras's defaults."""
+    if name not in KERAS_LEARNING_RATES:
+        raise UserError(f"unknown optimizer {name!r}: choose one of {', '.join(KERAS_LEARNING_RATES)}")
+    lr = KERAS_LEARNING_RATES[name] if learning_rate is None else learning_rate
+    if lr <= 0:
+        raise UserError(f"--learning-rate must be positive, got {lr}: try 0.001")
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, eps=1e-7)  # Keras's epsilon; see docs for the rest
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr)
+    return KerasRMSprop(parameters, learning_rate=lr)  # torch's RMSprop puts epsilon elsewhere

@@ -13,35 +13,20 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from cnn_torch import distributed
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
+from cnn_torch.cli import check_break_at
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import write_json
 from cnn_torch.history import History, save_history
-from cnn_torch.optim import KerasRMSprop
 from cnn_torch.progress import wrap_parts
 from cnn_torch.stopping import Improvement
-
-# Keras's default learning rate for each optimizer (torch's defaults differ for RMSprop).
-KERAS_LEARNING_RATES = {"adam": 0.001, "sgd": 0.01, "rmsprop": 0.001}
-
-
-def make_optimizer(name: str, parameters, learning_rate: float | None = None) -> torch.optim.Optimizer:
-    """``compile(optimizer='adam')`` etc., with Keras's defaults."""
-    if name not in KERAS_LEARNING_RATES:
-        raise UserError(f"unknown optimizer {name!r}: choose one of {', '.join(KERAS_LEARNING_RATES)}")
-    lr = KERAS_LEARNING_RATES[name] if learning_rate is None else learning_rate
-    if lr <= 0:
-        raise UserError(f"--learning-rate must be positive, got {lr}: try 0.001")
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, eps=1e-7)  # Keras's epsilon; see docs for the rest
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr)
-    return KerasRMSprop(parameters, learning_rate=lr)  # torch's RMSprop puts epsilon elsewhere
 
 
 def safe_name(text: str) -> str:
@@ -115,132 +100,12 @@ class RunRecorder:
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(epoch + 1))
 
 
-# --- the CLI's set-up steps -------------------------------------------------------------
-
-# What --monitor can watch: the History's keys (Keras 2+ names).
-MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
-
-# Flags that define a run: a resumed run takes them from its run.json.
-RUN_FLAGS = (
-    "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
-    "limit", "seed", "precision", "monitor", "patience", "min_delta", "restore_best_weights", "fig_dir",
-    "deterministic",
-)
-
-
-def check_flags(args) -> None:
-    """The flag values argparse cannot check, each with a message that names the fix."""
-    if args.epochs <= 0:
-        raise UserError(f"--epochs must be a positive integer, got {args.epochs}: try --epochs 10")
-    if args.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}: try --batch-size 32")
-    if args.validation_split is not None and not 0 < args.validation_split < 1:
-        raise UserError(
-            f"--validation-split must be between 0 and 1 (exclusive), got {args.validation_split}: try 0.2"
-        )
-    if args.limit is not None and args.limit <= 0:
-        raise UserError(f"--limit must be a positive integer, got {args.limit}: try --limit 2000")
-    if args.patience is not None and args.patience < 0:
-        raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
-    if args.monitor not in MONITORS:
-        keras_name = {"val_acc": "val_accuracy", "acc": "accuracy"}.get(args.monitor)
-        hint = f" (Keras 1 called {keras_name} {args.monitor})" if keras_name else ""
-        raise UserError(
-            f"--monitor {args.monitor} is not a metric of the run{hint}: use one of {', '.join(MONITORS)}"
-        )
-    break_at = parse_break_at(args.break_at)
-    if break_at is not None and break_at[0] > args.epochs:
-        raise UserError(
-            f"--break-at {args.break_at} is past the last epoch ({args.epochs}): pick an epoch from 1 to {args.epochs}"
-        )
-    if args.resume is None and args.out is not None:  # a new run must not overwrite a finished one
-        kept = [name for name in ("history.json", "last.pt") if (Path(args.out) / name).exists()]
-        if kept:
-            raise UserError(
-                f"--out {args.out} already holds a run ({', '.join(kept)}): pass a new --out,"
-                f" or --resume {args.out} to continue that run"
-            )
-
-
-def check_break_at(text: str | None, epochs: int, steps: int) -> None:
-    """``--break-at`` must name a batch the run will reach (known once the data is loaded)."""
-    break_at = parse_break_at(text)
-    if break_at is not None and break_at[1] > steps:
-        raise UserError(
-            f"--break-at {text}: an epoch has only {steps} batches (steps) here: pick a batch from 1 to {steps}"
-        )
-
-
-def parse_break_at(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        epoch, batch = (int(part) for part in text.split(":"))
-    except ValueError:
-        raise UserError(f"--break-at wants EPOCH:BATCH (1-based), got {text!r}: try --break-at 1:1") from None
-    if epoch < 1 or batch < 1:
-        raise UserError(f"--break-at counts from 1, got {text!r}: try --break-at 1:1")
-    return epoch, batch
-
-
-def choose_seed(seed: int | None) -> int:
-    """A given seed, or a fresh random one (recorded in run.json so the run can be repeated).
-    Under torchrun every rank must use rank 0's seed."""
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "little") % 2**31
-    return distributed.from_rank_0(seed)  # [torchrun] a CPU-tensor broadcast would fail under NCCL
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed torch (CPU and CUDA), numpy and Python; optionally deterministic algorithms."""
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-
-
-def setup_process(device_name: str) -> tuple[int, torch.device]:
-    """One process: (0, the chosen device). Under torchrun: join the process group
-    (NCCL on CUDA, gloo on the CPU) and take the GPU of this local rank."""
-    from cnn_torch.device import resolve_device
-
-    device = resolve_device(device_name)
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, device
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type not in ("cuda", "cpu"):
-        raise UserError(f"torchrun runs on CUDA GPUs or CPUs, not {device.type}: pass --device cuda or --device cpu")
-    if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise UserError(
-                f"local rank {local_rank} has no GPU (this machine has {torch.cuda.device_count()}):"
-                " pass --nproc-per-node no larger than the number of GPUs"
-            )
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        # device_id binds NCCL to this rank's GPU (barriers and object broadcasts then use it)
-        dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo",
-            device_id=device if device.type == "cuda" else None,
-        )
-    return dist.get_rank(), device
-
-
 def load_resume(args) -> dict:
     """Read RUN_DIR/last.pt and put the run's own flags back into ``args`` (all but --epochs)."""
     import json
 
     from cnn_torch.checkpoints import load_checkpoint
+    from cnn_torch.cli import RUN_FLAGS
 
     run_dir = Path(args.resume)
     if not (run_dir / "last.pt").is_file():
@@ -268,11 +133,79 @@ def load_resume(args) -> dict:
     return checkpoint
 
 
+@dataclass
+class Run:
+    """An open run directory: where it is, its run.json record, the ``on_epoch_end`` recorder,
+    and the History ``fit`` continues (empty for a new run)."""
+
+    run_dir: Path
+    record: dict
+    recorder: RunRecorder
+    history: History
+    initial_epoch: int
+    rank: int
+
+
+def open_run(args, seed: int, device, rank: int, lesson, validation_split, notice, model, optimizer,
+             resumed: dict | None) -> Run:  # fmt: skip
+    """Before fit: a resumed run's weights, optimizer state, History and RNG states are put back;
+    the run directory and run.json are written (rank 0) and the start-of-run lines printed."""
+    from cnn_torch.checkpoints import load_weights, restore_rng_state
+
+    history, initial_epoch = History(), 0
+    if resumed is not None:
+        load_weights(model, resumed)
+        optimizer.load_state_dict(resumed["optimizer"]["state_dict"])
+        history, initial_epoch = History.from_dict(resumed["history"]), resumed["epoch"]
+        restore_rng_state(resumed["rng"])
+    data = describe_data(lesson, validation_split, args.batch_size, notice)
+    check_break_at(args.break_at, args.epochs, data["steps_per_epoch"])
+    run_dir = Path(args.resume) if args.resume else new_run_dir(args.out, args.model)
+    record = start_record(vars(args), seed, device, data)
+    recorder = RunRecorder(run_dir, model, optimizer, history, lesson.class_names, seed, args.monitor)
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_record(run_dir, record)
+        if not args.quiet:
+            print_run_start(record, model, optimizer, run_dir)
+    return Run(run_dir, record, recorder, history, initial_epoch, rank)
+
+
 def write_nan_report(run_dir: Path, error) -> Path:
     """Keep the evidence of a NaN/inf loss: which epoch, which batch, which samples."""
     path = run_dir / "nan_batch.json"
     write_json(path, {"epoch": error.epoch + 1, "batch": error.step + 1, "indices": error.batch_indices})
     return path
+
+
+def report_nan(run: Run, error) -> None:
+    """``nan_batch.json`` (rank 0), and the error's one line."""
+    if run.rank == 0:
+        write_nan_report(run.run_dir, error)
+    print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)
+
+
+EXIT_CODES = {"finished": 0, "nan": 1, "interrupted": 130}
+
+
+def close_run(run: Run, status: str, args) -> int:
+    """After fit (rank 0): run.json's end, model.pt when finished, the figures, the summary.
+    Returns the exit code: 0 finished, 1 NaN/inf loss, 130 Ctrl-C."""
+    if run.rank != 0:
+        return EXIT_CODES[status]
+    history, run_dir = run.history, run.run_dir
+    run.record.update(ended=dt.datetime.now().isoformat(timespec="seconds"), status=status,
+                      epochs_done=len(history.epoch))  # fmt: skip
+    write_run_record(run_dir, run.record)
+    if status == "finished":
+        save_checkpoint(run_dir / "model.pt", run.recorder.checkpoint(len(history.epoch) and history.epoch[-1] + 1))
+    from cnn_torch.plots import plot_history  # here: matplotlib takes a while, and a bad flag should not wait
+
+    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
+    title = f"{args.model} on {run.record['data']['name']}"
+    figures = plot_history(history, fig_dir, safe_name(run_dir.name), title=title) if history.epoch else []
+    print_summary(run_dir, figures, history, status, run.record["data"])
+    return EXIT_CODES[status]
 
 
 def describe_data(lesson, validation_split: float | None, batch_size: int, notice: str | None) -> dict:

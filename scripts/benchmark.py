@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py --data-dir ../shared/data/cifar10-jpg --repeats 3
     python scripts/benchmark.py --dataset shapes --limit 2000 --repeats 2        # quick, offline
+    python scripts/benchmark.py --data-dir ../shared/data/cifar10-jpg --limit 6400 --probes  # each speed-up alone
     python scripts/benchmark.py --data-dir ../shared/data/cifar10-jpg \\
         --keras-python tensorflow=/work/tfvenv/bin/python                    # Keras+TF from another venv
 
@@ -16,6 +17,11 @@ run in turn, ``--repeats`` times over, so a slow moment of the machine touches t
   interpreter (e.g. a venv that has TensorFlow).
 - ``torch-dataloader``: the usual tutorial loop, ``DataLoader(TensorDataset(...))`` with
   per-sample collation and a ``loss.item()`` every step.
+
+``--probes`` times the pieces of ``fit``'s fast path one at a time instead: its training pass
+written out with each speed-up on or off (plain NCHW batches and glibc's default malloc, then
+reused memory, channels-last batches, both, both with fused or foreach Adam), and ``evaluate``
+at several validation batch sizes. That is where BENCHMARKS.md's per-optimisation gains come from.
 
 The images are decoded once (cnn_torch's cache) and handed to the systems as ``.npy`` files.
 The FLOP limit is a large float32 matrix product timed in the same run. The CPU is the
@@ -39,6 +45,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("cnn-torch", "cnn-torch-bf16", "keras-torch", "keras-tensorflow", "torch-dataloader")
 KERAS_BACKENDS = {"keras-torch": "torch", "keras-tensorflow": "tensorflow"}
+# --probes: fit's training pass with each speed-up on or off: (reuse memory, channels-last, Adam option)
+LOOP_PROBES = {
+    "loop-plain": (False, False, None),
+    "loop-reuse-memory": (True, False, None),
+    "loop-channels-last": (False, True, None),
+    "loop-both": (True, True, None),
+    "loop-both-fused-adam": (True, True, "fused"),
+    "loop-both-foreach-adam": (True, True, "foreach"),
+}
+VAL_PROBES = {"val-batch-32": 32, "val-batch-128": 128, "val-batch-256": 256, "val-batch-1024": 1024}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="interpreter for a Keras backend, e.g. tensorflow=/work/tfvenv/bin/python "
         "(default: this one, if it has that backend)",
     )
+    parser.add_argument("--probes", action="store_true", help="time each speed-up of fit alone (see above)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the torch systems")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write every run's raw numbers here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: run one system
@@ -83,7 +100,10 @@ def main(argv=None) -> int:
     if args.worker:
         return run_worker(args)
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
-    unknown = sorted(set(systems) - set(SYSTEMS))
+    if args.probes:
+        systems = [*LOOP_PROBES, *VAL_PROBES]
+    args.probes = all(name in LOOP_PROBES or name in VAL_PROBES for name in systems)  # --systems may pick probes
+    unknown = sorted(set(systems) - set(SYSTEMS) - set(LOOP_PROBES) - set(VAL_PROBES))
     if unknown:
         print(f"error: unknown system(s) {', '.join(unknown)}: choose from {', '.join(SYSTEMS)}", file=sys.stderr)
         return 2
@@ -114,12 +134,16 @@ def main(argv=None) -> int:
                 result = run_system(name, python, args, work_dir)
                 runs[name].append(result)
                 print(f"[{repeat + 1}/{args.repeats}] {name}: " + describe(result), file=sys.stderr)
-            if info["source"].startswith("folder:"):
+            if info["source"].startswith("folder:") and not args.probes:
                 startups.append(run_system("startup", sys.executable, args, work_dir))
 
     flops = info["flops_per_image"]
     limit_rate = max(matmul_rates)
-    print(report(args, info, runs, startups, limit_rate, flops))
+    print(
+        probe_report(args, info, runs, limit_rate, flops)
+        if args.probes
+        else report(args, info, runs, startups, limit_rate, flops)
+    )
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -245,6 +269,9 @@ def describe(result: dict) -> str:
         return "FAILED " + result["error"]
     if "first_step_seconds" in result:
         return f"{result['first_step_seconds']:.2f} s to the first step"
+    if "epoch_seconds" not in result:  # a probe
+        rate = result.get("train_images_per_second") or result["val_images_per_second"]
+        return f"{rate:.0f} img/s, peak RSS {result['peak_rss_mb']:.0f} MB"
     return (
         f"{result['epoch_seconds']:.1f} s/epoch, {result['train_images_per_second']:.0f} train img/s, "
         f"val_accuracy {result['val_accuracy']:.3f}, peak RSS {result['peak_rss_mb']:.0f} MB"
@@ -306,6 +333,38 @@ def report(args, info: dict, runs: dict, startups: list, limit_rate: float, flop
     return "\n".join(lines)
 
 
+def probe_report(args, info: dict, runs: dict, limit_rate: float, flops: float) -> str:
+    """The --probes tables: training img/s with each speed-up on or off, validation img/s by batch size."""
+    ok = {name: [r for r in results if "error" not in r] for name, results in runs.items()}
+    limit_images = limit_rate / flops
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores, torch CPU capability {info['cpu_capability']}, "
+        f"torch {info['torch']} with {info['torch_threads']} threads; {args.repeats} alternating runs per probe.",
+        f"Training pass of fit written out, on {info['train']:,} images at batch {args.batch_size} "
+        f"(fp32 limit {limit_images:,.0f} img/s); evaluate on {info['val']:,} images.",
+        "",
+        "| probe | img/s (median, min-max) | vs loop-plain | % fp32 FLOP limit | peak RSS |",
+        "|---|---|---|---|---|",
+    ]
+    plain = statistics.median(
+        r["train_images_per_second"] for r in ok.get("loop-plain") or [{"train_images_per_second": 0}]
+    )
+    for name, results in ok.items():
+        if not results:
+            lines.append(f"| {name} | failed: {runs[name][0]['error'][:120]} | | | |")
+            continue
+        key = "train_images_per_second" if name in LOOP_PROBES else "val_images_per_second"
+        rates = [r[key] for r in results]
+        rate = statistics.median(rates)
+        versus = f"{rate / plain:.2f}x" if name in LOOP_PROBES and plain else ""
+        percent = f"{100 * rate / limit_images:.0f}%" if name in LOOP_PROBES else ""
+        rss = max(r["peak_rss_mb"] for r in results)
+        lines.append(
+            f"| {name} | {rate:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) | {versus} | {percent} | {rss:,.0f} MB |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- the workers
 
 
@@ -318,6 +377,12 @@ def run_worker(args) -> int:
         names = ("train_images", "train_labels", "val_images", "val_labels")
         arrays = {name: load_array(work_dir, name) for name in names}
         info = json.loads((work_dir / "info.json").read_text())
+        if args.worker in LOOP_PROBES or args.worker in VAL_PROBES:
+            result = worker_probe(args, arrays, info)
+            scale = 1 if sys.platform == "darwin" else 1024
+            result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+            print("RESULT " + json.dumps(result))
+            return 0
         if args.worker in KERAS_BACKENDS:
             result = worker_keras(args, arrays, info)
         elif args.worker == "torch-dataloader":
@@ -345,7 +410,7 @@ def worker_cnn_torch(args, arrays, info, precision: str) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from cnn_torch import evaluate, fit, models, runs
+    from cnn_torch import evaluate, fit, models, optim
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -354,7 +419,7 @@ def worker_cnn_torch(args, arrays, info, precision: str) -> dict:
     )
     torch.manual_seed(0)
     model = models.cifar_model_small(num_classes=info["classes"], input_shape=tuple(info["shape"]))
-    optimizer = runs.make_optimizer("adam", model.parameters())
+    optimizer = optim.make_optimizer("adam", model.parameters())
     start = time.perf_counter()
     history = fit(
         model,
@@ -382,6 +447,61 @@ def worker_cnn_torch(args, arrays, info, precision: str) -> dict:
         "val_accuracy": history.history["val_accuracy"][-1],
         "loss": history.history["loss"][-1],
     }
+
+
+def worker_probe(args, arrays, info) -> dict:
+    """One --probes variant: fit's training pass with the chosen speed-ups, or evaluate at one batch size."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from cnn_torch import evaluate, models, optim
+    from cnn_torch.device import keep_freed_memory
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_images, train_labels, val_images, val_labels = (
+        torch.from_numpy(arrays[name]) for name in ("train_images", "train_labels", "val_images", "val_labels")
+    )
+    torch.manual_seed(0)
+    model = models.cifar_model_small(num_classes=info["classes"], input_shape=tuple(info["shape"]))
+    if args.worker in VAL_PROBES:  # as fit validates: memory reused, channels-last batches (evaluate's as_float)
+        keep_freed_memory()
+        batch_size = VAL_PROBES[args.worker]
+        evaluate(model, val_images[: 2 * batch_size], val_labels[: 2 * batch_size], batch_size=batch_size)  # warm-up
+        start = time.perf_counter()
+        evaluate(model, val_images, val_labels, batch_size=batch_size)
+        return {"val_images_per_second": len(val_labels) / (time.perf_counter() - start)}
+
+    reuse_memory, channels_last, adam_option = LOOP_PROBES[args.worker]
+    if reuse_memory:
+        keep_freed_memory()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if adam_option is None:
+        optimizer = optim.make_optimizer("adam", model.parameters())
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7, **{adam_option: True})
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train_pass(order: torch.Tensor) -> None:  # fit's training pass, without its checks and hooks
+        loss_sum = torch.zeros(())
+        correct = torch.zeros((), dtype=torch.int64)
+        for batch_indices in order.split(args.batch_size):
+            images = train_images[batch_indices].to(torch.float32, memory_format=layout).div_(255.0)
+            labels = train_labels[batch_indices]
+            logits = model(images)
+            loss = loss_fn(logits, labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.argmax(dim=1) == labels).sum()
+        loss_sum.item()
+
+    order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(0))
+    train_pass(order[: 10 * args.batch_size])  # warm-up: oneDNN picks its kernels on the first calls
+    start = time.perf_counter()
+    train_pass(order)
+    return {"train_images_per_second": len(train_labels) / (time.perf_counter() - start)}
 
 
 def worker_keras(args, arrays, info) -> dict:
@@ -493,16 +613,17 @@ def worker_startup(args) -> dict:
     """A second start: read the decoded images from the cache, build, and take one training step."""
     started = time.perf_counter()
     import torch
+    import torch._dynamo  # noqa: F401  (the first torch.optim optimizer imports it, ~2 s: an import, timed as one)
 
     sys.path.insert(0, str(ROOT))
-    from cnn_torch import data, fit, models, runs
+    from cnn_torch import data, fit, models, optim
 
     if args.threads:
         torch.set_num_threads(args.threads)
     imported = time.perf_counter()
     lesson = data.load_data(data.resolve_dataset(args.dataset, args.data_dir), args.data_dir, limit=args.limit)
     model = models.cifar_model_small(num_classes=lesson.num_classes, input_shape=tuple(lesson.train_images.shape[1:]))
-    optimizer = runs.make_optimizer("adam", model.parameters())
+    optimizer = optim.make_optimizer("adam", model.parameters())
     first = slice(0, args.batch_size)
     fit(
         model,

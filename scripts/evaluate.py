@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 import torch  # noqa: E402
 
-from cnn_torch import data, distributed, metrics, runs  # noqa: E402
+from cnn_torch import cli, data, metrics, runs  # noqa: E402
 from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cnn_torch.device import resolve_device  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
@@ -63,12 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        return evaluate_checkpoint(args)
-    except UserError as error:
-        print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(evaluate_checkpoint, parse_args(argv))
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> int:

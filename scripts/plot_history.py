@@ -13,29 +13,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from cnn_torch.errors import UserError  # noqa: E402
+from cnn_torch import cli  # noqa: E402
 from cnn_torch.history import load_history  # noqa: E402
-from cnn_torch.plots import plot_history  # noqa: E402
+from cnn_torch.plots import plot_comparison, plot_history  # noqa: E402
 from cnn_torch.runs import safe_name  # noqa: E402
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="+", help="a run directory, or its history.json or history.csv")
     parser.add_argument("--fig-dir", default=None, metavar="DIR", help="where the figures go (default: RUN/fig)")
     parser.add_argument("--title", default=None, help="default: the run's model and data, from run.json")
-    args = parser.parse_args(argv)
-    try:
-        for run in args.run:
-            path = Path(run)
-            run_dir = path if path.is_dir() else path.parent
-            history = load_history(path)
-            fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
-            for figure in plot_history(history, fig_dir, safe_name(run_dir.resolve().name), title=args.title or run_title(run_dir)):
-                print(f"Figure:      {figure}")
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    return cli.run_main(plot_runs, parse_args(argv))
+
+
+def plot_runs(args: argparse.Namespace) -> int:
+    histories = {}  # several runs: also one figure that overlays them all
+    for run in args.run:
+        path = Path(run)
+        run_dir = (path if path.is_dir() else path.parent).resolve()
+        history = load_history(path)
+        histories[run_dir.name if run_dir.name not in histories else str(run_dir)] = history
+        fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
+        title = args.title or run_title(run_dir)
+        for figure in plot_history(history, fig_dir, safe_name(run_dir.name), title=title):
+            print(f"Figure:      {figure}")
+    if len(histories) > 1:  # beside the runs (their common folder), not among the repository's figures
+        fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir.parent / "fig"
+        overlay = fig_dir / f"{safe_name('_'.join(histories))[:120]}_comparison.png"
+        print(f"Figure:      {plot_comparison(histories, overlay, title=args.title or 'runs compared')}")
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from cnn_torch import distributed  # noqa: E402
+from cnn_torch import cli  # noqa: E402
 from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cnn_torch.device import resolve_device  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
@@ -39,12 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        return predict_files(args)
-    except UserError as error:
-        print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)
-        return 2
+    return cli.run_main(predict_files, parse_args(argv))
 
 
 def predict_files(args: argparse.Namespace) -> int:

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnn_torch.errors import UserError  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FAIL_AT_CALL = 2  # the second call of the loss is the second training batch (validation comes after the epoch)
 
@@ -48,7 +51,7 @@ def main() -> int:
         real_fit = train_script.fit
 
         def fit_with_failing_loss(model, loss_fn, *args, **kwargs):
-            return real_fit(model, FailingLoss(train_script.UserError), *args, **kwargs)
+            return real_fit(model, FailingLoss(UserError), *args, **kwargs)
 
         train_script.fit = fit_with_failing_loss
     return train_script.main(train_argv)

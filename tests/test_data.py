@@ -258,14 +258,15 @@ def test_image_folder_unwritable_cache_is_skipped(tmp_path, monkeypatch):
 def test_image_folder_missing_dir(tmp_path):
     with pytest.raises(UserError) as excinfo:
         load_image_folder(tmp_path / "nowhere")
-    assert f"data directory {tmp_path / 'nowhere'} does not exist" in user_error(excinfo)
+    assert f"--data-dir {tmp_path / 'nowhere'} does not exist" in user_error(excinfo)
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_image_folder_without_train(tmp_path):
     (tmp_path / "tree" / "cats").mkdir(parents=True)
     with pytest.raises(UserError) as excinfo:
         load_image_folder(tmp_path / "tree")
-    assert "has no train/ folder" in user_error(excinfo)
+    assert "holds neither train/<class>/<image>" in user_error(excinfo) and "found: cats/" in user_error(excinfo)
 
 
 def test_image_folder_without_class_folders(tmp_path):
@@ -421,7 +422,10 @@ def test_resolve_dataset(tmp_path):
     root = write_tree(tmp_path / "tree", with_test=False)
     assert resolve_dataset(None, root) == "folder"
     assert resolve_dataset("auto", root) == "folder"
-    assert resolve_dataset(None, tmp_path / "elsewhere") == "cifar10"
+    with pytest.raises(UserError, match="does not exist"):  # a typo is never a download folder
+        resolve_dataset(None, tmp_path / "elsewhere")
+    (tmp_path / "downloaded" / "cifar-10-batches-py").mkdir(parents=True)
+    assert resolve_dataset(None, tmp_path / "downloaded") == "cifar10"
     assert resolve_dataset(None, None) == "cifar10"
     assert resolve_dataset("shapes", root) == "shapes"
     with pytest.raises(UserError) as excinfo:

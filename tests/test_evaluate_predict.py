@@ -148,7 +148,7 @@ def test_evaluate_test_split_equals_a_hand_computation(tmp_path, capsys, batch_s
     for name, row in zip(data.SHAPE_CLASSES, expected["confusion_matrix"], strict=True):
         label = data.SHAPE_CLASSES.index(name)
         assert report["per_class"][name] == (row[label] / sum(row) if sum(row) else None)
-    figure = tmp_path / "fig" / "run_confusion_matrix.png"
+    figure = tmp_path / "fig" / "run_test_confusion_matrix.png"  # the split is in the name
     assert report["figure"] == str(figure)
     assert figure.read_bytes().startswith(b"\x89PNG")
 
@@ -189,13 +189,17 @@ def write_image_folder(root: Path, splits=("train",), per_class: int = 5) -> Pat
     return root
 
 
-def test_evaluate_without_a_test_split_says_to_use_val(tmp_path, capsys, monkeypatch):
+def test_evaluate_without_a_test_split_evaluates_the_validation_split(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CNN_TORCH_CACHE", str(tmp_path / "cache"))
     tree = write_image_folder(tmp_path / "tree")
     flags = {"dataset": "folder", "data_dir": str(tree), "limit": None, "validation_split": None}
     checkpoint = make_run(tmp_path / "run", flags, class_names=["ant", "bee"], num_classes=2)
     argv = ["--checkpoint", str(checkpoint), "--fig-dir", str(tmp_path)]
-    assert evaluate_script.main(argv) == 2
+    assert evaluate_script.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "no test split: evaluating the run's validation split" in captured.err
+    assert "val split:" in captured.out and (tmp_path / "run_val_confusion_matrix.png").is_file()
+    assert evaluate_script.main([*argv, "--split", "test"]) == 2  # asked for by name: one line naming --split val
     error = capsys.readouterr().err
     assert error.startswith("error: ") and "use --split val" in error and len(error.strip().splitlines()) == 1
     report = run_evaluate(capsys, *argv, "--split", "val")  # the last 20% of the 10 training images
@@ -367,7 +371,7 @@ def test_cli_smoke_runs(tmp_path):
     assert evaluate.returncode == 0, evaluate.stderr
     report = json.loads(evaluate.stdout)
     assert {"loss", "accuracy", "per_class", "confusion_matrix", "class_names", "split", "num_samples"} <= set(report)
-    assert (tmp_path / "fig" / "run_confusion_matrix.png").is_file()
+    assert (tmp_path / "fig" / "run_test_confusion_matrix.png").is_file()
     predict = subprocess.run(
         [*python, str(ROOT / "scripts" / "predict.py"), "--checkpoint", str(checkpoint), image, "--json"],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_torch import fit, models, runs
+from cnn_torch import fit, models, optim
 from cnn_torch.data import make_shapes
 from cnn_torch.device import as_float
 from cnn_torch.flops import forward_flops_per_image, training_flops_per_image
@@ -49,7 +49,7 @@ def test_fast_fit_gives_the_history_of_a_plain_loop():
     history = fit(
         model,
         loss_fn,
-        runs.make_optimizer("adam", model.parameters()),
+        optim.make_optimizer("adam", model.parameters()),
         images,
         labels,
         epochs=2,
@@ -61,7 +61,7 @@ def test_fast_fit_gives_the_history_of_a_plain_loop():
     )
 
     # the plain computation: contiguous float batches, a .item() every step, one validation batch
-    optimizer = runs.make_optimizer("adam", reference.parameters())
+    optimizer = optim.make_optimizer("adam", reference.parameters())
     expected = {"accuracy": [], "loss": [], "val_accuracy": [], "val_loss": []}
     for _ in range(2):
         reference.train()
@@ -97,7 +97,7 @@ def test_bf16_training_lowers_the_loss():
     history = fit(
         model,
         nn.CrossEntropyLoss(),
-        runs.make_optimizer("adam", model.parameters(), learning_rate=0.003),
+        optim.make_optimizer("adam", model.parameters(), learning_rate=0.003),
         shapes.train_images,
         shapes.train_labels,
         epochs=6,
@@ -185,3 +185,15 @@ def test_benchmark_script_runs_and_prints_a_table(tmp_path):
     assert "| cnn-torch |" in result.stdout and "| torch-dataloader |" in result.stdout
     assert "failed" not in result.stdout
     assert (tmp_path / "runs.json").is_file()
+
+
+def test_benchmark_probes_run_and_print_their_table():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--dataset", "shapes", "--limit", "64",
+         "--val-size", "32", "--repeats", "1", "--systems", "loop-plain,loop-both,val-batch-32"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| probe |" in result.stdout
+    assert all(f"| {name} |" in result.stdout for name in ("loop-plain", "loop-both", "val-batch-32"))
+    assert "failed" not in result.stdout

@@ -30,7 +30,8 @@ from cnn_torch.checkpoints import load_checkpoint, save_checkpoint
 from cnn_torch.fileio import atomic_write, write_json
 from cnn_torch.history import History
 from cnn_torch.interrupt import TrainingInterrupted, stop_on_sigint
-from cnn_torch.runs import RunRecorder, safe_name, seed_everything, write_nan_report
+from cnn_torch.process import seed_everything
+from cnn_torch.runs import RunRecorder, safe_name, write_nan_report
 from cnn_torch.training import NonFiniteLoss, epoch_order
 
 ROOT = Path(__file__).resolve().parents[1]
