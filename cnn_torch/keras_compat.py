@@ -10,6 +10,12 @@ training loop, not from the starting point. Three layout differences are handled
   flatten a channels-first ``(C, H, W)`` one, so the rows of that kernel come in another
   order. ``C, H, W`` are read off our model with one forward pass, never typed in.
 
+``keras_model_like(model, flatten="channels_first")`` builds a twin that puts
+``Permute((3, 1, 2))`` before its Flatten, so it flattens in our order: the same function,
+but now the first Dense sums its 1,250 products in the same order as ours, which the
+parity tests need (a different order rounds differently, and training can amplify that:
+see ``cnn_torch/parity.py``). The copies below recognise that twin and skip the re-ordering.
+
 Keras is a dev/test dependency only, so it is imported inside the functions.
 """
 
@@ -61,14 +67,26 @@ def _shapes_entering(torch_model: nn.Module) -> list[tuple[int, ...]]:
     return shapes
 
 
+def _flattens_channels_first(keras_model) -> bool:
+    """Whether the Keras model permutes its map to ``(C, H, W)`` right before Flatten."""
+    layers = keras_model.layers
+    return any(
+        type(layer).__name__ == "Flatten" and i > 0 and type(layers[i - 1]).__name__ == "Permute"
+        and tuple(layers[i - 1].dims) == (3, 1, 2)
+        for i, layer in enumerate(layers)
+    )
+
+
 def _layer_pairs(keras_model, torch_model: nn.Module) -> list[tuple[object, nn.Module, tuple | None]]:
-    """(Keras layer, our layer, flattened ``(C, H, W)`` or None) for every layer with weights."""
+    """(Keras layer, our layer, flattened ``(C, H, W)`` or None) for every layer with weights;
+    None also where the Keras model flattens channels-first, as we do."""
     layers = list(torch_model)
     shapes = _shapes_entering(torch_model)
+    same_order = _flattens_channels_first(keras_model)
     ours = []
     for i, layer in enumerate(layers):
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            after_flatten = i > 0 and isinstance(layers[i - 1], nn.Flatten)
+            after_flatten = i > 0 and isinstance(layers[i - 1], nn.Flatten) and not same_order
             ours.append((layer, shapes[i - 1] if after_flatten else None))
     theirs = [layer for layer in keras_model.layers if layer.weights]
     our_kinds = ["Conv2D" if isinstance(layer, nn.Conv2d) else "Dense" for layer, _ in ours]
@@ -127,13 +145,16 @@ def torch_to_keras(torch_model: nn.Module, keras_model):
     return keras_model
 
 
-def keras_model_like(torch_model: nn.Module):
+def keras_model_like(torch_model: nn.Module, flatten: str = "channels_last"):
     """The ``keras.Sequential`` twin of a lesson model, with fresh Keras-initialised weights.
 
     A ReLU after a Conv2d/Linear becomes that layer's ``activation='relu'``, as the lesson
     writes it. The last Dense has no softmax: like ours, it returns logits, so compile it
-    with ``SparseCategoricalCrossentropy(from_logits=True)``.
+    with ``SparseCategoricalCrossentropy(from_logits=True)``. ``flatten="channels_last"`` is
+    the lesson's Flatten; ``"channels_first"`` flattens in our order (see the module doc).
     """
+    if flatten not in ("channels_last", "channels_first"):
+        raise UserError(f"flatten={flatten!r}: use 'channels_last' (the lesson's) or 'channels_first' (ours)")
     keras = import_keras()
     channels, height, width = _input_shape(torch_model)
     layers = list(torch_model)
@@ -152,6 +173,8 @@ def keras_model_like(torch_model: nn.Module):
         elif isinstance(layer, nn.Dropout):
             keras_layers.append(keras.layers.Dropout(layer.p))
         elif isinstance(layer, nn.Flatten):
+            if flatten == "channels_first":
+                keras_layers.append(keras.layers.Permute((3, 1, 2)))  # (H, W, C) -> (C, H, W), as ours
             keras_layers.append(keras.layers.Flatten())
         elif isinstance(layer, nn.ReLU) and i > 0 and isinstance(layers[i - 1], (nn.Conv2d, nn.Linear)):
             continue  # already the layer before's activation='relu'
