@@ -173,15 +173,16 @@ def check_label_range(labels: torch.Tensor, num_classes: int, name: str = "train
 
 
 def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size, train_images, train_labels,
-                     validation_data, validation_split: float):  # fmt: skip
+                     validation_data, validation_split: float, precision: str = "fp32"):  # fmt: skip
     """Every check ``fit`` makes before its first step; returns the training and validation
     tensors ``(train_images, train_labels, val_images, val_labels)``, the last two None
     without validation. Keras's rules: ``validation_data`` overrides ``validation_split``,
     which holds out the LAST fraction of the samples, before any shuffling."""
     from cnn_torch.data import split_validation
-    from cnn_torch.device import as_float
+    from cnn_torch.device import as_float, check_precision
 
     check_fit_arguments(epochs, batch_size, validation_split)
+    check_precision(device, precision)
     train_images = check_images(train_images, "train_images")
     train_labels = check_labels(train_labels, len(train_images), "train_labels")
     val_images = val_labels = None

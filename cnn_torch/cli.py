@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,6 +187,7 @@ def early_stopping(args):
 def run_main(work: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a script's work: a learner's mistake (``UserError``) is one ``error:`` line on stderr
     and exit 2, never a traceback; Ctrl-C before training started (or a second one) exits 130."""
+    warnings.formatwarning = one_line_warning
     try:
         return work(args)
     except UserError as error:
@@ -196,6 +198,6 @@ def run_main(work: Callable[[argparse.Namespace], int], args: argparse.Namespace
         return 130
 
 
-def script_root() -> Path:
-    """The clone's root (scripts put it on sys.path to run without installing)."""
-    return Path(__file__).resolve().parents[1]
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning on the command line: ``warning: <message>``, one line, without file and line."""
+    return f"warning: {message}\n"

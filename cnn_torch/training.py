@@ -79,7 +79,7 @@ def fit(
     device = resolve_device(device)
     model.to(device)
     train_images, train_labels, val_images, val_labels = checked_fit_data(
-        model, device, epochs, batch_size, train_images, train_labels, validation_data, validation_split
+        model, device, epochs, batch_size, train_images, train_labels, validation_data, validation_split, precision
     )
 
     # --- set up (Keras: the start of fit) ---
