@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only: works without a screen (CI, clusters, SSH)
+if "ipykernel" not in sys.modules:  # in Jupyter, keep its inline backend so figures show in the notebook
+    matplotlib.use("Agg")  # files only: works without a screen (CI, clusters, SSH)
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from cnn_torch.fileio import atomic_write  # noqa: E402
 from cnn_torch.history import History  # noqa: E402
@@ -81,3 +85,55 @@ def plot_confusion_matrix(matrix, class_names: list[str], path: str | os.PathLik
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
     plt.setp(ax.get_yticklabels(), rotation=0)
     return _save(fig, Path(path))
+
+
+# --- several runs on one figure (scripts/compare.py, scripts/plot_history.py RUN_A RUN_B ...) ---
+
+COMPARISON_NOTE = "solid: validation (val_accuracy, val_loss); light dashed: training (accuracy, loss)"
+
+
+def comparison_frame(histories: Mapping[str, History]) -> pd.DataFrame:
+    """Long format for seaborn: one row per (setting, epoch, metric), with ``split`` train or val."""
+    rows = []
+    for name, history in histories.items():
+        frame = history_frame(history)
+        for key in frame:
+            metric = key.removeprefix("val_")
+            split = "val" if key.startswith("val_") else "train"
+            for epoch, value in frame[key].items():
+                rows.append({"setting": name, "epoch": epoch, "metric": metric, "split": split, "value": value})
+    return pd.DataFrame(rows, columns=["setting", "epoch", "metric", "split", "value"])
+
+
+def overlay_histories(histories: Mapping[str, History], title: str = ""):
+    """One figure, two panels (accuracy, loss): each run's validation curve solid and its
+    training curve lighter and dashed, one colour per run, the legend by run. Returns the Figure."""
+    if not histories:
+        raise ValueError("overlay_histories needs at least one history")
+    frame = comparison_frame(histories)
+    palette = dict(zip(histories, sns.color_palette(n_colors=len(histories)), strict=True))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        part = frame[frame["metric"] == metric]
+        train, val = part[part["split"] == "train"], part[part["split"] == "val"]
+        if len(train):
+            sns.lineplot(data=train, x="epoch", y="value", hue="setting", palette=palette, ax=ax,
+                         alpha=0.35, linestyle="--", legend=False)
+        if len(val):
+            sns.lineplot(data=val, x="epoch", y="value", hue="setting", palette=palette, ax=ax,
+                         marker="o", legend=False)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        epochs = sorted(set(part["epoch"]))
+        ax.set_xticks(epochs[:: max(1, math.ceil(len(epochs) / 10))])
+        ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colour, marker="o", label=name) for name, colour in palette.items()]
+    axes[0].legend(handles=handles, fontsize=8)  # by run; the line styles are explained below the panels
+    fig.suptitle(title)
+    fig.text(0.5, -0.02, COMPARISON_NOTE, ha="center", fontsize=8, color="gray")
+    return fig
+
+
+def plot_comparison(histories: Mapping[str, History], path: str | os.PathLike, title: str = "") -> Path:
+    """Draw :func:`overlay_histories` and write it to ``path`` (PNG, atomically)."""
+    return _save(overlay_histories(histories, title), Path(path))

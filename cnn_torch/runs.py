@@ -148,13 +148,12 @@ class Run:
 
 def open_run(args, seed: int, device, rank: int, lesson, validation_split, notice, model, optimizer,
              resumed: dict | None) -> Run:  # fmt: skip
-    """Before fit: a resumed run's weights, optimizer state, History and RNG states are put back;
+    """Before fit: a resumed run's optimizer state, History and RNG states are put back;
     the run directory and run.json are written (rank 0) and the start-of-run lines printed."""
-    from cnn_torch.checkpoints import load_weights, restore_rng_state
+    from cnn_torch.checkpoints import restore_rng_state
 
     history, initial_epoch = History(), 0
-    if resumed is not None:
-        load_weights(model, resumed)
+    if resumed is not None:  # the model was rebuilt from the checkpoint, weights included
         optimizer.load_state_dict(resumed["optimizer"]["state_dict"])
         history, initial_epoch = History.from_dict(resumed["history"]), resumed["epoch"]
         restore_rng_state(resumed["rng"])

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 import torch  # noqa: E402
 
 from cnn_torch import cli, distributed, fit, process, runs  # noqa: E402
+from cnn_torch.checkpoints import model_from_checkpoint  # noqa: E402
 from cnn_torch.interrupt import TrainingInterrupted  # noqa: E402
 from cnn_torch.models import build_model  # noqa: E402
 from cnn_torch.optim import make_optimizer  # noqa: E402
@@ -78,8 +79,10 @@ def train(args: argparse.Namespace) -> int:
     # 1. the data: uint8 NCHW images, int64 labels; validation on the test split, as the lesson does
     lesson, validation_data, validation_split, notice = cli.load_run_data(args, seed, rank)
 
-    # 2. the model (Keras: keras.Model(inputs, outputs))
-    model = build_model(args.model, num_classes=lesson.num_classes, input_shape=(3, *lesson.image_size))
+    # 2. the model (Keras: keras.Model(inputs, outputs)); a resumed run rebuilds its own, weights and all
+    model = model_from_checkpoint(resumed) if resumed else build_model(
+        args.model, num_classes=lesson.num_classes, input_shape=(3, *lesson.image_size)
+    )
 
     # 3. compile: the loss and the optimizer
     loss_fn = torch.nn.CrossEntropyLoss()  # Keras: SparseCategoricalCrossentropy(from_logits=True)

@@ -249,9 +249,11 @@ def folder_run(tmp_path_factory) -> Path:
     for name in ("cat", "dog"):
         (root / "images" / "train" / name).mkdir(parents=True)
         for i in range(10):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "images" / "train" / name / f"{i}.png")
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "images" / "train" / name / f"{i}.png")
+    env = {**OFFLINE, "CNN_TORCH_CACHE": str(root / "cache")}
     result = run_script(TRAIN, "--data-dir", root / "images", "--epochs", "1", "--seed", "0", "--quiet",
-                        "--out", root / "run", cwd=root, env={**OFFLINE, "CNN_TORCH_CACHE": str(root / "cache")})  # fmt: skip
+                        "--out", root / "run", cwd=root, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return root
 
@@ -308,7 +310,8 @@ def test_in_a_notebook_nothing_is_painted_as_an_error_and_the_summary_shows_once
         "              epochs=2, validation_split=0.25, seed=0)",
     ]
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    resources = {"metadata": {"path": str(ROOT)}}
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3", resources=resources).execute()
     outputs = [output for cell in notebook.cells for output in cell.outputs]
     assert not [output for output in outputs if output.get("name") == "stderr"], outputs  # no red boxes
     assert not [output for output in outputs if output["output_type"] == "execute_result"]  # summary returns None

@@ -140,7 +140,7 @@ def test_trace_through_hooks_prints_what_the_loop_printed_before():
     before = (REPO / "tests" / "data" / "trace_before_hooks.txt").read_text().splitlines()
     now = out.getvalue().splitlines()
     assert [NUMBER.sub("#", line) for line in now] == [NUMBER.sub("#", line) for line in before]
-    for line_now, line_before in zip(now, before):
+    for line_now, line_before in zip(now, before, strict=True):
         numbers_now = [float(n) for n in NUMBER.findall(line_now)]
         assert numbers_now == pytest.approx([float(n) for n in NUMBER.findall(line_before)], rel=2e-3, abs=2e-3)
 
