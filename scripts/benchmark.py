@@ -10,7 +10,9 @@ Every system trains ``cifar_model_small`` for one epoch with Adam at batch size 
 same images, then validates, in its own process (so peak memory is its own). The systems
 run in turn, ``--repeats`` times over, so a slow moment of the machine touches them all:
 
-- ``cnn-torch`` and ``cnn-torch-bf16``: ``cnn_torch.fit`` in float32 and with bf16 autocast.
+- ``cnn-torch`` and ``cnn-torch-bf16``: ``cnn_torch.fit`` in float32 and with bf16 autocast, fed
+  the lesson's float32 ``/ 255.0`` arrays as Keras is; ``cnn-torch-uint8``: fed the uint8 images
+  (scaled per batch inside ``fit``).
 - ``keras-torch``, ``keras-tensorflow``: the lesson's Keras code (arrays ``/ 255.0``,
   ``compile(optimizer='adam', ...)``, ``fit(..., batch_size=32, validation_data=...)``) on
   each installed Keras backend. ``--keras-python BACKEND=PYTHON`` runs a backend with another
@@ -43,7 +45,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMS = ("cnn-torch", "cnn-torch-bf16", "keras-torch", "keras-tensorflow", "torch-dataloader")
+SYSTEMS = ("cnn-torch", "cnn-torch-uint8", "cnn-torch-bf16", "keras-torch", "keras-tensorflow", "torch-dataloader")
 KERAS_BACKENDS = {"keras-torch": "torch", "keras-tensorflow": "tensorflow"}
 # --probes: fit's training pass with each speed-up on or off: (reuse memory, channels-last, Adam option)
 LOOP_PROBES = {
@@ -179,6 +181,7 @@ def prepare_data(args, work_dir: Path) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from cnn_torch import data, flops, models
+    from cnn_torch.device import has_native_bf16
 
     dataset = data.resolve_dataset(args.dataset, args.data_dir)
     lesson = data.load_data(dataset, args.data_dir, limit=args.limit)
@@ -208,6 +211,9 @@ def prepare_data(args, work_dir: Path) -> dict:
         "torch": torch.__version__,
         "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "isa": cpu_isa(),
+        "native_bf16": has_native_bf16("cpu"),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cores": os.cpu_count(),
         "torch_threads": args.threads or torch.get_num_threads(),
     }
@@ -285,7 +291,9 @@ def report(args, info: dict, runs: dict, startups: list, limit_rate: float, flop
     limit_images = limit_rate / flops
     lines = [
         f"Machine: {info['cpu']}, {info['cores']} cores, torch CPU capability {info['cpu_capability']}, "
-        f"torch {info['torch']} with {info['torch_threads']} threads; Python {platform.python_version()}.",
+        f"ISA {' '.join(info.get('isa', [])) or '?'} (native bf16: {'yes' if info.get('native_bf16') else 'no'}), "
+        f"GPU {info.get('gpu') or 'none'}; torch {info['torch']} with {info['torch_threads']} threads; "
+        f"Python {platform.python_version()}.",
         f"Workload: one epoch of cifar_model_small, Adam, batch {args.batch_size}, on {info['train']:,} training "
         f"images {tuple(info['shape'])} + validation on {info['val']:,}; {args.repeats} alternating runs per system.",
         f"FLOPs: {flops / 1e6:.1f} MFLOP per training image (FlopCounterMode on a real step); fp32 matmul "
@@ -388,7 +396,8 @@ def run_worker(args) -> int:
         elif args.worker == "torch-dataloader":
             result = worker_dataloader(args, arrays, info)
         else:
-            result = worker_cnn_torch(args, arrays, info, "bf16" if args.worker.endswith("bf16") else "fp32")
+            precision = "bf16" if args.worker.endswith("bf16") else "fp32"
+            result = worker_cnn_torch(args, arrays, info, precision, uint8=args.worker.endswith("uint8"))
         result["train_images_per_second"] = len(arrays["train_labels"]) * args.epochs / result["train_seconds"]
         result["val_images_per_second"] = len(arrays["val_labels"]) * args.epochs / result["val_seconds"]
         result["epoch_seconds"] = result["fit_seconds"] / args.epochs
@@ -405,8 +414,8 @@ def load_array(work_dir: Path, name: str):
     return np.load(work_dir / f"{name}.npy")
 
 
-def worker_cnn_torch(args, arrays, info, precision: str) -> dict:
-    """cnn_torch.fit, as scripts/train.py calls it."""
+def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) -> dict:
+    """cnn_torch.fit, fed the lesson's float32 ``/ 255.0`` arrays (or, ``uint8``, the raw pixels)."""
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -417,6 +426,8 @@ def worker_cnn_torch(args, arrays, info, precision: str) -> dict:
     train_images, train_labels, val_images, val_labels = (
         torch.from_numpy(arrays[name]) for name in ("train_images", "train_labels", "val_images", "val_labels")
     )
+    if not uint8:  # the lesson's train_images / 255.0, as the Keras systems get it (float32, as Keras casts)
+        train_images, val_images = train_images.float() / 255.0, val_images.float() / 255.0
     torch.manual_seed(0)
     model = models.cifar_model_small(num_classes=info["classes"], input_shape=tuple(info["shape"]))
     optimizer = optim.make_optimizer("adam", model.parameters())
@@ -638,6 +649,22 @@ def worker_startup(args) -> dict:
         device="cpu",
     )
     return {"import_seconds": imported - started, "first_step_seconds": time.perf_counter() - imported}
+
+
+def cpu_isa() -> list[str]:
+    """The vector and matrix instruction sets that decide torch's CPU kernels (AVX2, AVX-512, AMX, bf16)."""
+    import torch
+
+    wanted = ("avx2", "avx512_f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_fp16")
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if capabilities is not None:
+        found = capabilities()
+        return [flag for flag in wanted if found.get(flag)]
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return [flag for flag in wanted if flag.replace("avx512_f", "avx512f") in flags]
 
 
 def cpu_name() -> str:
