@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cnn_torch import data, distributed
 from cnn_torch.errors import UserError
+from cnn_torch.interrupt import TrainingInterrupted
 from cnn_torch.models import MODELS
 from cnn_torch.optim import KERAS_LEARNING_RATES
 
@@ -193,6 +194,8 @@ def run_main(work: Callable[[argparse.Namespace], int], args: argparse.Namespace
     except UserError as error:
         print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)  # under torchrun: "error (rank N)"
         return 2
+    except TrainingInterrupted:  # a first Ctrl-C: the work saved what it had and said how to go on
+        return 130
     except KeyboardInterrupt:
         print("\ninterrupted: stopped at once; the files of every finished epoch are kept", file=sys.stderr)
         return 130

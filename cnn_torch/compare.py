@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnn_torch import checks, optim, process, runs
+from cnn_torch import checks, cli, optim, process, runs
 from cnn_torch.checkpoints import load_checkpoint, restore_rng_state, save_checkpoint
 from cnn_torch.device import resolve_device
 from cnn_torch.errors import UserError
@@ -712,34 +712,25 @@ def run_from_flags(args) -> Comparison:
             raise UserError(f"--out {args.out} already holds a comparison: pass a new --out, or --resume {args.out}")
     if args.epochs <= 0:
         raise UserError(f"--epochs must be a positive integer, got {args.epochs}: try --epochs 10")
-    if args.limit is not None and args.limit <= 0:
-        raise UserError(f"--limit must be a positive integer, got {args.limit}: try --limit 2000")
-    if args.validation_split is not None and not 0 < args.validation_split < 1:
-        raise UserError(f"--validation-split must be between 0 and 1 (exclusive), got {args.validation_split}: try 0.2")
+    cli.check_data_flags(args)
     if args.folds is not None and args.folds < 2:
         raise UserError(f"--folds must be at least 2, got {args.folds}: try --folds 3")
     if args.folds is not None and args.validation_split is not None:
         raise UserError("--folds validates on every fold of the training data: leave out --validation-split")
-    seed = process.choose_seed(args.seed)
-    process.seed_everything(seed, deterministic=args.deterministic)
-    device = resolve_device(args.device)
+    _, device, seed = process.start(args.device, args.seed, args.deterministic)
     directory = Path(args.out) if args.out else Path("runs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
     # the data, as scripts/train.py loads it: the test split validates, else the last 20%
-    dataset = data.resolve_dataset(args.dataset, args.data_dir)
-    lesson = data.load_data(dataset, args.data_dir, limit=args.limit, seed=seed)
-    validation_data, validation_split = None, args.validation_split or 0.0
-    if args.folds is None and args.validation_split is None:
-        if lesson.test_images is not None:
-            validation_data = (lesson.test_images, lesson.test_labels)
-        else:
-            validation_split = 0.2
+    lesson, validation_data, validation_split, _ = cli.load_run_data(args, seed)
+    if args.folds is not None:  # K-fold: every fold of the training data validates in turn
+        validation_data, validation_split = None, None
+    dataset = args.dataset or data.resolve_dataset(None, args.data_dir)
     flags = {name: getattr(args, name) for name in COMPARISON_FLAGS}
     flags.update(dataset=dataset, seed=seed, patience=None, min_delta=0.0, restore_best_weights=False, fig_dir="fig")
     try:
         results = compare(
             args.model, lesson.train_images, lesson.train_labels, settings, epochs=args.epochs,
-            validation_data=validation_data, validation_split=validation_split, folds=args.folds, seed=seed,
+            validation_data=validation_data, validation_split=validation_split or 0.0, folds=args.folds, seed=seed,
             out_dir=directory, class_names=lesson.class_names, monitor=args.monitor, device=device,
             precision=args.precision, verbose=0 if args.quiet else 2, flags=flags,
         )

@@ -40,7 +40,27 @@ def _scalar(value, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 
-class KerasSGD(torch.optim.Optimizer):
+class _PerParameterRule(torch.optim.Optimizer):
+    """The loop the three optimizers below share: every parameter that has a gradient gets
+    ``update(param, grad, state, group)``, the optimizer's own equations."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    self.update(param, param.grad, self.state[param], group)
+        return loss
+
+    def update(self, param: torch.Tensor, grad: torch.Tensor, state: dict, group: dict) -> None:
+        raise NotImplementedError
+
+
+class KerasSGD(_PerParameterRule):
     """SGD as ``keras.optimizers.SGD`` computes it::
 
         velocity = momentum * velocity - lr * g               # (only with momentum > 0)
@@ -56,34 +76,22 @@ class KerasSGD(torch.optim.Optimizer):
     def __init__(self, params, learning_rate=0.01, momentum=0.0, nesterov=False):
         super().__init__(params, {"lr": learning_rate, "momentum": momentum, "nesterov": nesterov})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, momentum = group["lr"], group["momentum"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                if momentum == 0:
-                    param.add_(grad, alpha=-lr)
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["velocity"] = torch.zeros_like(param)
-                velocity = state["velocity"]
-                velocity.mul_(momentum).add_(grad, alpha=-lr)
-                if group["nesterov"]:
-                    param.add_(grad, alpha=-lr).add_(velocity, alpha=momentum)
-                else:
-                    param.add_(velocity)
-        return loss
+    def update(self, param, grad, state, group):
+        lr, momentum = group["lr"], group["momentum"]
+        if momentum == 0:
+            param.add_(grad, alpha=-lr)
+            return
+        if not state:
+            state["velocity"] = torch.zeros_like(param)
+        velocity = state["velocity"]
+        velocity.mul_(momentum).add_(grad, alpha=-lr)
+        if group["nesterov"]:
+            param.add_(grad, alpha=-lr).add_(velocity, alpha=momentum)
+        else:
+            param.add_(velocity)
 
 
-class KerasAdam(torch.optim.Optimizer):
+class KerasAdam(_PerParameterRule):
     """Adam as ``keras.optimizers.Adam`` computes it::
 
         t      = t + 1                                        # a float tensor, as Keras casts it
@@ -104,36 +112,21 @@ class KerasAdam(torch.optim.Optimizer):
         defaults = {"lr": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon}
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta_1, beta_2, epsilon = group["beta_1"], group["beta_2"], group["epsilon"]  # Python floats
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["m"] = torch.zeros_like(param)  # first moment: running mean of g
-                    state["v"] = torch.zeros_like(param)  # second moment: running mean of g*g
-                grad, m, v = param.grad, state["m"], state["v"]
-                state["step"] += 1
+    def update(self, param, grad, state, group):
+        beta_1, beta_2, epsilon = group["beta_1"], group["beta_2"], group["epsilon"]  # Python floats
+        if not state:
+            state["step"] = 0
+            state["m"] = torch.zeros_like(param)  # first moment: running mean of g
+            state["v"] = torch.zeros_like(param)  # second moment: running mean of g*g
+        m, v = state["m"], state["v"]
+        state["step"] += 1
 
-                # The step size, bias correction included, computed as Keras does (_step_size).
-                alpha = self._step_size(group, state["step"], param)
+        alpha = self._step_size(group, state["step"], param)
 
-                # The moments: decay, then add the new gradient's share
-                # (add_(x, alpha=a) adds a * x: torch's name, not Adam's alpha).
-                m.mul_(beta_1).add_(grad, alpha=1 - beta_1)
-                v.mul_(beta_2).add_(grad * grad, alpha=1 - beta_2)
+        m.mul_(beta_1).add_(grad, alpha=1 - beta_1)
+        v.mul_(beta_2).add_(grad * grad, alpha=1 - beta_2)
 
-                # The step: alpha times m, over sqrt(v) plus epsilon.
-                param.sub_((m * alpha) / (v.sqrt() + epsilon))
-        return loss
+        param.sub_((m * alpha) / (v.sqrt() + epsilon))
 
     @staticmethod
     def _step_size(group: dict, step: int, param: torch.Tensor) -> torch.Tensor:
@@ -146,7 +139,7 @@ class KerasAdam(torch.optim.Optimizer):
         return lr * torch.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
 
-class KerasRMSprop(torch.optim.Optimizer):
+class KerasRMSprop(_PerParameterRule):
     """RMSprop as ``keras.optimizers.RMSprop`` computes it (no momentum, not centered)::
 
         v      = rho * v + (1 - rho) * g*g
@@ -158,32 +151,21 @@ class KerasRMSprop(torch.optim.Optimizer):
     def __init__(self, params, learning_rate=0.001, rho=0.9, epsilon=1e-7):
         super().__init__(params, {"lr": learning_rate, "rho": rho, "epsilon": epsilon})
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            rho, epsilon = group["rho"], group["epsilon"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["v"] = torch.zeros_like(param)  # running mean of g*g
-                grad, v = param.grad, state["v"]
-                state["step"] += 1
+    def update(self, param, grad, state, group):
+        rho, epsilon = group["rho"], group["epsilon"]
+        if not state:
+            state["step"] = 0
+            state["v"] = torch.zeros_like(param)  # running mean of g*g
+        v = state["v"]
+        state["step"] += 1
 
-                lr = _scalar(group["lr"], param)  # Keras: ops.cast(learning_rate, dtype)
+        lr = _scalar(group["lr"], param)  # Keras: ops.cast(learning_rate, dtype)
 
-                # The running mean of g*g: decay, then add the new gradient's share.
-                v.mul_(rho).add_(grad * grad, alpha=1 - rho)
+        # The running mean of g*g: decay, then add the new gradient's share.
+        v.mul_(rho).add_(grad * grad, alpha=1 - rho)
 
-                # The step: lr times g, over sqrt(v + epsilon).
-                param.sub_((grad * lr) / (v + epsilon).sqrt())
-        return loss
+        # The step: lr times g, over sqrt(v + epsilon).
+        param.sub_((grad * lr) / (v + epsilon).sqrt())
 
 
 # Keras's default learning rate for each optimizer (torch's defaults differ for RMSprop).
