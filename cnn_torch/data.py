@@ -10,8 +10,8 @@ Sources:
 - :func:`load_image_folder`: ``DIR/train/<class>/<image>`` (and ``DIR/test`` or ``DIR/val``),
   read the way ``keras.utils.image_dataset_from_directory`` reads it. Decoded images are
   cached, so a second run starts in about a second.
-- :func:`make_shapes`: ten classes of coloured geometric shapes, generated from a seed. It
-  needs no download, so the lesson runs offline.
+- :func:`make_shapes` (``cnn_torch/shapes.py``): ten classes of shapes in cluttered, CIFAR-like
+  scenes, generated from a seed. It needs no download, so the lesson runs offline.
 
 :func:`split_validation` is Keras's ``validation_split`` rule and :func:`limit_per_class` takes
 a small, balanced subset for quick runs.
@@ -33,6 +33,9 @@ import torch
 
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import atomic_write
+from cnn_torch.shapes import DEFAULT_TRAIN_SIZE as DEFAULT_SHAPES_SIZE
+from cnn_torch.shapes import SHAPE_CLASSES as SHAPE_CLASSES  # re-exported: cnn_torch.data.SHAPE_CLASSES
+from cnn_torch.shapes import make_shapes
 
 DATASETS = ("cifar10", "folder", "shapes")
 
@@ -40,10 +43,6 @@ DATASETS = ("cifar10", "folder", "shapes")
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 _JPEG_EXTENSIONS = (".jpeg", ".jpg")
 
-SHAPE_CLASSES = [
-    "circle", "square", "triangle", "plus", "ring",
-    "diamond", "h_stripes", "v_stripes", "ellipse", "x_cross",
-]  # fmt: skip
 
 # Bump when the cache file's layout or the decoding changes, so old caches are not reused.
 _CACHE_VERSION = 1
@@ -449,166 +448,6 @@ def _wrong_size_message(path: str, image: torch.Tensor, image_size: tuple[int, i
     )
 
 
-# --------------------------------------------------------------------------- shapes
-
-
-def make_shapes(
-    n_train: int = 3000, n_test: int | None = None, seed: int = 0, image_size: tuple[int, int] = (32, 32)
-) -> LessonData:
-    """A generated data set of ten classes of coloured shapes on noisy backgrounds.
-
-    Each image holds one shape (see ``SHAPE_CLASSES``) with a random position, size and
-    colour, on a random colour with a gradient and pixel noise. The same ``seed`` gives the
-    same images. Classes are balanced (counts differ by at most one). The test split
-    (``n_test`` images, default ``n_train // 5``; 0 for none) is drawn from a seed derived
-    from ``seed``, so it holds different images from the training split.
-    """
-    if n_train < 1:
-        raise UserError(f"the shapes data set needs at least 1 training image, got {n_train}: pass a positive --limit")
-    n_test = n_train // 5 if n_test is None else n_test
-    height, width = image_size
-    if min(height, width) < 8:
-        raise UserError(f"shapes images must be at least 8x8 pixels, got {height}x{width}: pick a larger image size")
-    # Two independent seeds from one: the test split must not repeat the training images.
-    train_seed, test_seed = torch.randint(0, 2**62, (2,), generator=torch.Generator().manual_seed(seed)).tolist()
-    train_images, train_labels = _render_shapes(n_train, train_seed, (height, width))
-    test_images = test_labels = None
-    if n_test > 0:
-        test_images, test_labels = _render_shapes(n_test, test_seed, (height, width))
-    return LessonData(train_images, train_labels, test_images, test_labels, list(SHAPE_CLASSES), "shapes")
-
-
-def _render_shapes(n: int, seed: int, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    num_classes = len(SHAPE_CLASSES)
-    labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=generator)]
-    params = _shape_params(n, generator, image_size)
-    images = torch.empty((n, 3, *image_size), dtype=torch.uint8)
-    for start in range(0, n, 2048):  # chunks bound the float32 working memory
-        part = slice(start, min(start + 2048, n))
-        images[part] = _paint(labels[part], {key: value[part] for key, value in params.items()}, generator, image_size)
-    return images, labels
-
-
-def _shape_params(n: int, generator: torch.Generator, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
-    height, width = image_size
-
-    def uniform(low, high, *shape):
-        return low + (high - low) * torch.rand(n, *shape, generator=generator)
-
-    radius = uniform(0.25, 0.40) * min(height, width)  # half the shape's size, in pixels
-    background = uniform(0.0, 1.0, 3)
-    foreground = uniform(0.0, 1.0, 3)
-    # A shape the colour of its background cannot be seen: shift such colours by half the range.
-    faint = (foreground - background).abs().mean(dim=1) < 0.3
-    foreground[faint] = (background[faint] + 0.5) % 1.0
-    return {
-        "radius": radius,
-        # The centre moves up to half the free room away from the image centre. Anywhere in
-        # the image made the lesson's small models need many more epochs (a tiny CNN went
-        # from about 75% to 30% validation accuracy after 2 epochs on 3000 images).
-        "cx": width / 2 + uniform(-0.5, 0.5) * (width / 2 - radius - 1),
-        "cy": height / 2 + uniform(-0.5, 0.5) * (height / 2 - radius - 1),
-        "background": background,
-        "foreground": foreground,
-        "gradient": uniform(-0.5, 0.5, 2),  # brightness change across the image in x and y
-        "phase": uniform(0.0, 1.0),  # where the stripes start
-    }
-
-
-def _paint(labels: torch.Tensor, p: dict[str, torch.Tensor], generator: torch.Generator, image_size) -> torch.Tensor:
-    height, width = image_size
-    n = len(labels)
-    xs = torch.arange(width, dtype=torch.float32) + 0.5
-    ys = torch.arange(height, dtype=torch.float32) + 0.5
-    radius = p["radius"][:, None, None]
-    # Pixel coordinates relative to the shape, in units of its radius: (n, H, W).
-    u = ((xs[None, None, :] - p["cx"][:, None, None]) / radius).expand(n, height, width)
-    v = ((ys[None, :, None] - p["cy"][:, None, None]) / radius).expand(n, height, width)
-    distance = torch.empty(n, height, width)
-    for label, shape_fn in enumerate(_SHAPE_DISTANCES):
-        rows = labels == label
-        if rows.any():
-            distance[rows] = shape_fn(u[rows], v[rows], p["phase"][rows][:, None, None])
-    # Signed distance (in pixels) -> coverage in [0, 1]: one-pixel soft, anti-aliased edges.
-    coverage = (0.5 - distance * radius).clamp(0.0, 1.0)[:, None]
-    # A brightness ramp across the image, from -gradient/2 to +gradient/2.
-    ramp = (
-        p["gradient"][:, 0, None, None] * (xs / width - 0.5)
-        + p["gradient"][:, 1, None, None] * (ys / height - 0.5)[:, None]
-    )
-    background = p["background"][:, :, None, None] + ramp[:, None]
-    image = background * (1 - coverage) + p["foreground"][:, :, None, None] * coverage
-    image += 0.06 * torch.randn(image.shape, generator=generator)
-    return (image.clamp(0.0, 1.0) * 255).round().to(torch.uint8)
-
-
-# Signed distance functions of the ten shapes, in units of the radius (negative inside).
-# Arguments: u, v (coordinates, y pointing down) and the stripe phase.
-
-
-def _circle(u, v, _):
-    return torch.sqrt(u**2 + v**2) - 1.0
-
-
-def _square(u, v, _):
-    return torch.maximum(u.abs(), v.abs()) - 0.85
-
-
-def _triangle(u, v, _):
-    # Apex at the top (0, -1), base at v = 0.8 from u = -1 to 1.
-    edge = (u.abs() - (v + 1.0) / 1.8) * (1.8 / math.hypot(1.8, 1.0))
-    return torch.maximum(v - 0.8, edge)
-
-
-def _plus(u, v, _):
-    return _cross_arms(u, v, arm=1.0, half_width=0.3)
-
-
-def _ring(u, v, _):
-    return (torch.sqrt(u**2 + v**2) - 0.72).abs() - 0.28
-
-
-def _diamond(u, v, _):
-    return (u.abs() + v.abs() - 1.15) / math.sqrt(2.0)
-
-
-def _stripes(across, u, v, phase):
-    period = 0.6  # three stripes across the shape
-    t = across / period + phase
-    stripe = ((t - t.floor() - 0.5).abs() - 0.25) * period
-    return torch.maximum(_square(u, v, None), stripe)
-
-
-def _h_stripes(u, v, phase):
-    return _stripes(v, u, v, phase)
-
-
-def _v_stripes(u, v, phase):
-    return _stripes(u, u, v, phase)
-
-
-def _ellipse(u, v, _):
-    # Twice as wide as tall; the distance is approximate, which only softens the edge.
-    return (torch.sqrt(u**2 + (v / 0.5) ** 2) - 1.0) * 0.5
-
-
-def _x_cross(u, v, _):
-    return _cross_arms((u + v) / math.sqrt(2.0), (u - v) / math.sqrt(2.0), arm=1.05, half_width=0.27)
-
-
-def _cross_arms(a, b, arm, half_width):
-    across = torch.maximum(a.abs() - arm, b.abs() - half_width)
-    down = torch.maximum(a.abs() - half_width, b.abs() - arm)
-    return torch.minimum(across, down)
-
-
-# In the order of SHAPE_CLASSES.
-_SHAPE_DISTANCES = [
-    _circle, _square, _triangle, _plus, _ring, _diamond, _h_stripes, _v_stripes, _ellipse, _x_cross,
-]  # fmt: skip
-
-
 # --------------------------------------------------------------------------- subsets and splits
 
 
@@ -694,7 +533,7 @@ def load_data(
 ) -> LessonData:
     """Load ``dataset`` ("cifar10", "folder" or "shapes"); ``limit`` caps the training images.
 
-    For "shapes", ``limit`` is the number of training images generated (default 3000).
+    For "shapes", ``limit`` is the number of training images generated (default ``DEFAULT_SHAPES_SIZE``).
     Elsewhere it takes a class-balanced random subset (seeded by ``seed``) of the training split.
     """
     dataset = resolve_dataset(dataset, data_dir)
@@ -702,7 +541,7 @@ def load_data(
         raise UserError(f"--limit must be a positive number of images, got {limit}")
     image_size = (int(image_size[0]), int(image_size[1]))
     if dataset == "shapes":
-        return make_shapes(n_train=limit or 3000, seed=seed, image_size=image_size)
+        return make_shapes(n_train=limit or DEFAULT_SHAPES_SIZE, seed=seed, image_size=image_size)
     if dataset == "cifar10":
         if image_size != (32, 32):
             raise UserError(f"CIFAR-10 images are 32x32, not {image_size[0]}x{image_size[1]}: use 32x32 for CIFAR-10")

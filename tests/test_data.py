@@ -436,7 +436,7 @@ def test_resolve_dataset(tmp_path):
 def test_load_data_dispatch(tmp_path):
     shapes = load_data("shapes", limit=50, seed=1)
     assert shapes.train_images.shape == (50, 3, 32, 32) and shapes.test_images.shape == (10, 3, 32, 32)
-    assert len(load_data("shapes").train_labels) == 3000
+    assert len(load_data("shapes").train_labels) == 4000  # cnn_torch.shapes.DEFAULT_TRAIN_SIZE
 
     root = write_tree(tmp_path / "tree")
     folder = load_data("folder", root, limit=4, seed=0)
