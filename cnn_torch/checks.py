@@ -199,7 +199,3 @@ def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size,
     if val_labels is not None:
         check_label_range(val_labels, num_classes, "val_labels")
     return train_images, train_labels, val_images, val_labels
-
-
-def steps_per_epoch(num_samples: int, batch_size: int) -> int:
-    return math.ceil(num_samples / batch_size)
