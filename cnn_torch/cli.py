@@ -113,8 +113,8 @@ def add_data_flags(parser: argparse.ArgumentParser, limit_help: str | None = Non
     )
     parser.add_argument(
         "--limit", type=int, default=None, metavar="N",
-        help=limit_help or "train on a class-balanced random subset of N images (default: all; shapes: how many"
-        " to make)",
+        help=limit_help or "train on a class-balanced random subset of N images (default: all;"
+        f" for shapes, how many to make: {data.DEFAULT_SHAPES_SIZE})",
     )
     parser.add_argument(
         "--validation-split", type=float, default=None, metavar="FRACTION",
