@@ -35,6 +35,7 @@ from torch import nn
 
 from cnn_torch import checks, cli, optim, process, runs
 from cnn_torch.checkpoints import load_checkpoint, restore_rng_state, save_checkpoint
+from cnn_torch.data import validation_cut
 from cnn_torch.device import resolve_device
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import atomic_write, write_json, write_text
@@ -521,7 +522,7 @@ def _data_words(train_images, validation_data, validation_split, folds) -> str:
         return f"{folds}-fold cross-validation on {len(train_images):,} training images"
     if validation_data is not None:
         return f"{len(train_images):,} training images, {len(validation_data[0]):,} validation images"
-    train_count = math.floor(len(train_images) * (1 - validation_split))
+    train_count = validation_cut(len(train_images), validation_split)
     return f"{train_count:,} training images, the last {len(train_images) - train_count:,} validate"
 
 

@@ -477,6 +477,11 @@ def limit_per_class(
     return images[picked].contiguous(), labels[picked]
 
 
+def validation_cut(total: int, validation_split: float) -> int:
+    """Keras's cut for ``validation_split``: the first ``floor(N * (1 - split))`` samples train."""
+    return int(math.floor(total * (1.0 - validation_split)))
+
+
 def split_validation(
     images: torch.Tensor, labels: torch.Tensor, validation_split: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -491,7 +496,7 @@ def split_validation(
     if not 0.0 < validation_split < 1.0:
         raise UserError(f"--validation-split must be between 0 and 1 (exclusive), got {validation_split}")
     total = len(labels)
-    split_at = int(math.floor(total * (1.0 - validation_split)))
+    split_at = validation_cut(total, validation_split)
     if split_at == 0 or split_at == total:
         raise UserError(
             f"{total} samples cannot be split with --validation-split {validation_split}:"

@@ -22,6 +22,7 @@ import torch
 from cnn_torch import distributed
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
 from cnn_torch.cli import check_break_at
+from cnn_torch.data import validation_cut
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import write_json
 from cnn_torch.history import History, save_history
@@ -213,7 +214,7 @@ def describe_data(lesson, validation_split: float | None, batch_size: int, notic
 
     total = len(lesson.train_labels)
     if validation_split:  # Keras's validation_split: the last fraction of the samples
-        train_count = math.floor(total * (1 - validation_split))
+        train_count = validation_cut(total, validation_split)
         val_count, validation = total - train_count, f"the last {validation_split:g} of the training images"
     else:
         train_count, val_count, validation = total, len(lesson.test_labels), "the test split"
