@@ -186,14 +186,26 @@ def test_fit_is_keras_fit_bit_for_bit(comparisons, model_name, optimizer_label, 
 @pytest.mark.parametrize("model_name", list(NUM_CLASSES))
 def test_torch_sgd_momentum_is_keras_sgd_up_to_rounding(comparisons, model_name, record_property):
     """``torch.optim.SGD(momentum=0.9)`` keeps the velocity without the learning rate:
-    one float32 rounding per step apart from Keras. Measured here: losses within 2e-7
-    relative, weights within 1e-7 (21 steps, each off by about an ulp of a weight of
-    ~0.05, 7e-9). Bound: LOSS_RTOL, and 1e-6 for the weights (10 times the 21 ulps)."""
+    each step rounds once more or less than Keras's, so the two runs part by about an ulp
+    of a weight per step, which training then amplifies (a ReLU or max-pool choice that
+    flips). The bound is not a number seen on one CPU but the noise floor measured here and
+    now: the same fit (Keras's rule) started from weights one ulp apart. One ulp at the start
+    is amplified the most (it rides every step), so STEPS such perturbations stay within
+    STEPS times that floor. Seen: AMD EPYC (AVX2) 2.3e-6 apart on cifar_model_small with a
+    floor of 2.3e-6 (a max-pool tie); Intel (AVX-512) 1e-7. A misplaced learning rate or
+    momentum shows in the first epoch's loss, far above LOSS_RTOL."""
     comparison = comparisons(model_name, "SGD+momentum")
-    record_property("gaps", describe(comparison))
+    data = data_for(model_name)
+    floor = parity.noise_floor(model_name, "SGD+momentum (KerasSGD)", data, setup_for(model_name))
+    steps = EPOCHS * -(-NUM_TRAIN // parity.Setup().batch_size)
+    record_property("gaps", describe(comparison) + f"; one-ulp floor {floor.weight_gap:.1e}")
     for key, gaps in comparison.differences.items():
-        assert max(gaps) <= (LOSS_RTOL if key.endswith("loss") else 0.0), describe(comparison)
-    assert comparison.weight_gap <= 1e-6, describe(comparison)
+        floor_gap = max(floor.differences[key])
+        if key.endswith("loss"):
+            assert max(gaps) <= max(LOSS_RTOL, steps * floor_gap), describe(comparison)
+        else:  # rounding can flip a prediction only where it flipped one from the nudged start
+            assert max(gaps) <= floor_gap, describe(comparison)
+    assert comparison.weight_gap <= steps * floor.weight_gap, describe(comparison)
 
 
 def test_history_keys_epochs_and_params_equal_keras(comparisons):
