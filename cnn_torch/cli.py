@@ -6,6 +6,7 @@ loads from them, and the one-line error exit. Each script holds its own argparse
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 from cnn_torch import data, distributed
 from cnn_torch.errors import UserError
 from cnn_torch.interrupt import TrainingInterrupted
-from cnn_torch.models import MODELS
+from cnn_torch.models import ACTIVATIONS, MODELS
 from cnn_torch.optim import KERAS_LEARNING_RATES
 
 # What --monitor can watch: the History's keys (Keras 2+ names).
@@ -24,17 +25,24 @@ MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 RUN_FLAGS = (
     "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
     "limit", "seed", "precision", "monitor", "patience", "min_delta", "restore_best_weights", "fig_dir",
-    "deterministic",
+    "deterministic", "dropout", "activation",
 )
+# Of those, the ones a resumed run may be given anew: the given value wins (figures elsewhere, data moved).
+RESUME_MAY_CHANGE = ("fig_dir", "data_dir")
 
 
 def check_flags(args) -> None:
-    """The flag values argparse cannot check, each with a message that names the fix."""
+    """The flag values argparse cannot check, each with a message that names the fix; all of
+    them before any data is loaded or downloaded, and before anything is written."""
     if args.epochs <= 0:
         raise UserError(f"--epochs must be a positive integer, got {args.epochs}: try --epochs 10")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}: try --batch-size 32")
     check_data_flags(args)
+    check_learning_rate(args.learning_rate)
+    check_seed(args.seed)
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise UserError(f"--dropout must be a rate from 0 up to (not including) 1, got {args.dropout}: try 0.5")
     if args.patience is not None and args.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
     if args.monitor not in MONITORS:
@@ -49,12 +57,71 @@ def check_flags(args) -> None:
             f"--break-at {args.break_at} is past the last epoch ({args.epochs}): pick an epoch from 1 to {args.epochs}"
         )
     if args.resume is None and args.out is not None:  # a new run must not overwrite a finished one
-        kept = [name for name in ("history.json", "last.pt") if (Path(args.out) / name).exists()]
-        if kept:
-            raise UserError(
-                f"--out {args.out} already holds a run ({', '.join(kept)}): pass a new --out,"
-                f" or --resume {args.out} to continue that run"
-            )
+        check_out_is_new(args.out)
+    check_output_folders(args)
+
+
+def check_learning_rate(learning_rate: float | None) -> None:
+    if learning_rate is not None and not learning_rate > 0:  # "not >": NaN is refused too
+        raise UserError(f"--learning-rate must be positive, got {learning_rate}: try 0.001")
+
+
+def check_seed(seed: int | None) -> None:
+    if seed is not None and not 0 <= seed < 2**32:  # NumPy's seeds: 0 to 2**32 - 1
+        raise UserError(f"--seed must be from 0 to 4294967295, got {seed}: try --seed 1")
+
+
+def check_out_is_new(out: str | os.PathLike) -> None:
+    """A new run must not write over a run that finished an epoch (``--resume`` continues one)."""
+    kept = [name for name in ("history.json", "last.pt") if (Path(out) / name).exists()]
+    if kept:
+        raise UserError(
+            f"--out {out} already holds a run ({', '.join(kept)}): pass a new --out,"
+            f" or --resume {out} to continue that run"
+        )
+
+
+def check_output_folders(args) -> None:
+    """Every folder the run will write: the run directory and the figures' folder, before the first step."""
+    if args.resume is not None:
+        fix = f"copy it to a folder you can write (cp -r {args.resume} NEW) and --resume NEW"
+        check_writable_folder(args.resume, "--resume", fix)
+    elif args.out is not None:
+        check_writable_folder(args.out, "--out")
+    else:
+        from cnn_torch.runs import runs_root
+
+        check_writable_folder(runs_root(), "runs folder", "pass --out DIR in a folder you can write")
+    if args.fig_dir is not None:
+        check_writable_folder(args.fig_dir, "--fig-dir")
+
+
+def check_writable_folder(path: str | os.PathLike, flag: str, fix: str | None = None) -> None:
+    """``path`` is a folder this process can write into, or can make: else one line naming ``flag``.
+
+    Checked before the data is loaded: a read-only working folder, a run shared read-only, or
+    ``--fig-dir`` naming a file would otherwise fail after the whole training.
+    """
+    path = Path(path)
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:  # the deepest part that exists
+        existing = existing.parent
+    named = f"{flag} {path}" if flag.startswith("--") else f"the {flag} {path}"
+    if not existing.is_dir():
+        where = "is a file" if existing == path.absolute() else f"is inside {existing}, which is a file"
+        raise UserError(f"{named} {where}, not a folder: {fix or f'pass a folder to {flag}'}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        reason = "read-only" if existing == path.absolute() else f"{existing} is read-only"
+        raise UserError(f"cannot write {named} ({reason}): {fix or f'pass a {flag} you can write to'}")
+
+
+def writable(path: str | os.PathLike) -> bool:
+    """Whether :func:`check_writable_folder` would pass."""
+    try:
+        check_writable_folder(path, "folder")
+    except UserError:
+        return False
+    return True
 
 
 def check_break_at(text: str | None, epochs: int, steps: int) -> None:
@@ -89,6 +156,35 @@ def check_data_flags(args) -> None:
         raise UserError(f"--limit must be a positive integer, got {args.limit}: try --limit 2000")
 
 
+# --- what the command line said, and text for it ---------------------------------------------
+
+
+def parse_with_given(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, plus ``args.given``: the flags the command line named.
+
+    A default value cannot tell (``--optimizer adam`` is the default's value), so the line is
+    parsed a second time into a namespace that already holds every name: argparse then sets
+    only the flags it meets.
+    """
+    args = parser.parse_args(argv)
+    unset = object()
+    probe = parser.parse_args(argv, namespace=argparse.Namespace(**{name: unset for name in vars(args)}))
+    args.given = {name for name, value in vars(probe).items() if value is not unset}
+    return args
+
+
+def script_command(script: str) -> str:
+    """``python scripts/<script>`` as typed from the clone's root, or with its full path from anywhere else."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / script
+    here = Path.cwd().resolve()
+    return f"python scripts/{script}" if here == path.parents[1] else f"python {path}"
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``, ``1,600 images``."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 # --- flags that several scripts take ---------------------------------------------------------
 
 
@@ -113,8 +209,9 @@ def add_data_flags(parser: argparse.ArgumentParser, limit_help: str | None = Non
     )
     parser.add_argument(
         "--limit", type=int, default=None, metavar="N",
-        help=limit_help or "train on a class-balanced random subset of N images (default: all;"
-        f" for shapes, how many to make: {data.DEFAULT_SHAPES_SIZE})",
+        help=limit_help or "take a class-balanced random N of the training images, BEFORE the validation"
+        " cut: with --validation-split 0.2 (or data without a test split) 80%% of them train"
+        f" (default: all; for shapes, how many to make: {data.DEFAULT_SHAPES_SIZE})",
     )
     parser.add_argument(
         "--validation-split", type=float, default=None, metavar="FRACTION",
@@ -123,11 +220,30 @@ def add_data_flags(parser: argparse.ArgumentParser, limit_help: str | None = Non
     )  # fmt: skip
 
 
+def add_layer_flags(parser: argparse.ArgumentParser) -> None:
+    """--dropout and --activation: the lesson's ``create_nn_with_dropout(rate)`` and ``create_nn(activation)``."""
+    parser.add_argument(
+        "--dropout", type=float, default=None, metavar="RATE",
+        help="dropout rate: model_dropout's Dropout, or one added before Flatten in the other models"
+        " (default: model_dropout 0.5, the others none)",
+    )
+    parser.add_argument(
+        "--activation", type=str.lower, choices=list(ACTIVATIONS), default=None,
+        help="the hidden layers' activation (default: relu)",
+    )  # fmt: skip
+
+
+def layer_options(args) -> dict:
+    """``build_model``'s keyword arguments from --dropout and --activation (only those given)."""
+    return {name: getattr(args, name) for name in ("dropout", "activation") if getattr(args, name, None) is not None}
+
+
 def add_compile_flags(parser: argparse.ArgumentParser) -> None:
     """--optimizer and --learning-rate: the lesson's ``compile(optimizer='adam')``."""
     parser.add_argument(
-        "--optimizer", choices=list(KERAS_LEARNING_RATES), default="adam", help="default: adam, as the lesson"
-    )
+        "--optimizer", type=str.lower, choices=list(KERAS_LEARNING_RATES), default="adam",
+        help="default: adam, as the lesson (any case: Adam, SGD, RMSprop)",
+    )  # fmt: skip
     parser.add_argument(
         "--learning-rate", type=float, default=None,
         help="default: Keras's for the optimizer (adam 0.001, sgd 0.01, rmsprop 0.001)",

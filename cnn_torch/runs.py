@@ -4,11 +4,18 @@
 atomically after every epoch), ``last.pt`` (resumable: optimizer and RNG states),
 ``best.pt`` (the best epoch so far, Keras ``ModelCheckpoint(save_best_only=True)``),
 ``model.pt`` (the final weights) and ``run.json`` (how the run was made).
+
+Runs never overwrite each other: a new directory is claimed with an exclusive ``mkdir``
+(two runs started in the same second get ``...-103308`` and ``...-103308-2``), and while a
+run trains it holds a lock on its directory, so a second process given the same ``--out``
+or ``--resume`` stops with one line instead of writing over it. ``run.json`` records every
+path absolute, so ``evaluate.py`` and ``--resume`` work from any folder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 import shutil
@@ -21,7 +28,7 @@ import torch
 
 from cnn_torch import distributed
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
-from cnn_torch.cli import check_break_at
+from cnn_torch.cli import check_break_at, check_out_is_new, counted, script_command
 from cnn_torch.data import validation_cut
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import write_json
@@ -37,12 +44,92 @@ def safe_name(text: str) -> str:
     return name or "run"
 
 
-def new_run_dir(out: str | os.PathLike | None, model_name: str) -> Path:
-    """``--out`` if given, else ``runs/<model>-<timestamp>``."""
+# The clone this package was imported from (the folder holding cnn_torch/ and scripts/).
+CLONE = Path(__file__).resolve().parents[1]
+
+
+def runs_root() -> Path:
+    """Where runs go without ``--out``: ``runs/`` in the current folder, except inside the
+    clone (in ``scripts/``, say), where it is the clone's own ``runs/``: never among the code."""
+    here = Path.cwd().resolve()
+    if here != CLONE and (CLONE / "scripts").is_dir() and here.is_relative_to(CLONE):
+        return CLONE / "runs"
+    return Path("runs")
+
+
+def claim_run_dir(out: str | os.PathLike | None, name: str) -> Path:
+    """``--out`` if given (made if missing), else a new ``<runs_root>/<name>-<timestamp>``.
+
+    The new directory is claimed by ``mkdir`` itself, which fails when the directory exists:
+    of two runs started in the same second, the second gets ``-2`` (then ``-3``...).
+    """
     if out is not None:
-        return Path(out)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{safe_name(model_name)}-{stamp}"
+        path = Path(out)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    base = runs_root() / f"{safe_name(name)}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    for number in itertools.count(1):
+        path = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        try:
+            path.mkdir(parents=True)  # exist_ok=False: the claim is atomic
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
+
+
+def lock_run_dir(run_dir: Path) -> int | None:
+    """Hold an exclusive lock on ``run_dir`` while this process trains in it; the lock goes
+    with the process (released even if it is killed). Returns the open descriptor that holds
+    it. Another process that holds it: one line naming the fix. (No lock on Windows.)"""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    key = str(run_dir.resolve())
+    if key in _LOCKS:  # this process holds it already (a script's main() called twice, in tests)
+        return _LOCKS[key]
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UserError(
+            f"{run_dir} is in use by another training process: wait for it to end, or pass another --out"
+        ) from None
+    _LOCKS[key] = descriptor
+    return descriptor
+
+
+def unlock_run_dir(run_dir: Path) -> None:
+    """Let go of :func:`lock_run_dir`'s lock (the run is over)."""
+    descriptor = _LOCKS.pop(str(run_dir.resolve()), None)
+    if descriptor is not None:
+        os.close(descriptor)  # closing the descriptor releases the flock
+
+
+_LOCKS: dict[str, int] = {}  # the run directories this process holds, by absolute path
+
+
+def shown_path(path: Path) -> str:
+    """A path as the learner can type it from here: relative below the current folder, else absolute."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def recorded_flags(args, lesson=None) -> dict:
+    """The run's flags for run.json: paths absolute, so the record works from any folder.
+    A default CIFAR-10 run records where it read CIFAR-10 from (``data/`` in the folder it started in)."""
+    flags = {name: value for name, value in vars(args).items() if name != "given"}
+    for name in ("data_dir", "out", "fig_dir", "resume"):
+        if flags.get(name) is not None:
+            flags[name] = str(Path(flags[name]).expanduser().resolve())
+    if lesson is not None and lesson.source == "cifar10" and flags.get("data_dir") is None:
+        flags["data_dir"] = str(Path("data").resolve())  # data.load_data's default folder for CIFAR-10
+    return flags
 
 
 def git_commit() -> str | None:
@@ -102,11 +189,16 @@ class RunRecorder:
 
 
 def load_resume(args) -> dict:
-    """Read RUN_DIR/last.pt and put the run's own flags back into ``args`` (all but --epochs)."""
+    """Read RUN_DIR/last.pt and put the run's own flags back into ``args``.
+
+    A flag given again with another value is refused (one line), except ``--fig-dir`` and
+    ``--data-dir``, where the given value wins and a note says so. Without ``--epochs`` the
+    run goes on to the number of epochs it was started with.
+    """
     import json
 
     from cnn_torch.checkpoints import load_checkpoint
-    from cnn_torch.cli import RUN_FLAGS
+    from cnn_torch.cli import RESUME_MAY_CHANGE, RUN_FLAGS
 
     run_dir = Path(args.resume)
     if not (run_dir / "last.pt").is_file():
@@ -122,16 +214,57 @@ def load_resume(args) -> dict:
             f"{record_path} is not a readable run record: delete it and pass the run's flags"
             " (--dataset, --batch-size, ...) again with --resume"
         ) from None
+    # the checkpoint knows what it holds, with or without run.json
+    flags = {**flags, "model": checkpoint["model_name"], "seed": checkpoint["seed"]}
+    given = getattr(args, "given", set())
+    if "out" in given and Path(args.out).resolve() != run_dir.resolve():
+        raise UserError(
+            f"--resume {run_dir} continues in {run_dir} itself: leave out --out (to keep the original,"
+            f" copy it first: cp -r {run_dir} NEW, then --resume NEW)"
+        )
+    conflicts = [name for name in RUN_FLAGS if name in given and name in flags and name not in RESUME_MAY_CHANGE
+                 and not _same_flag(name, getattr(args, name), flags)]  # fmt: skip
+    if conflicts:
+        kept = ", ".join(f"{_flag(name)} {_shown(flags[name])}" for name in conflicts)
+        raise UserError(
+            f"--resume {run_dir} continues with the run's own settings ({kept}): leave out"
+            f" {', '.join(_flag(name) for name in conflicts)}, or start a new run with them"
+        )
     for name in RUN_FLAGS:
+        if name in RESUME_MAY_CHANGE and name in given and flags.get(name) is not None:
+            if Path(getattr(args, name)).resolve() != Path(flags[name]).resolve():
+                note = f"the {_flag(name)} given, {getattr(args, name)}, not the run's {flags[name]}"
+                print(f"note: --resume uses {note}", file=sys.stderr)
+            continue
         if name in flags:
             setattr(args, name, flags[name])
-    args.seed = checkpoint["seed"]
-    args.model = checkpoint["model_name"]  # the checkpoint knows what it holds, with or without run.json
+    planned = flags.get("epochs") or checkpoint["history"].get("params", {}).get("epochs")
+    if args.epochs is None:
+        args.epochs = planned or checkpoint["epoch"]
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(
             f"{run_dir} already finished {checkpoint['epoch']} epochs: pass --epochs larger than that to continue"
         )
     return checkpoint
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value) -> str:
+    return "(default)" if value is None else str(value)
+
+
+def _same_flag(name: str, value, flags: dict) -> bool:
+    """Whether a flag given with --resume says what the run's own does (a learning rate left at
+    Keras's default is the same as that default written out)."""
+    if name == "learning_rate":
+        from cnn_torch.optim import KERAS_LEARNING_RATES
+
+        default = KERAS_LEARNING_RATES.get(str(flags.get("optimizer", "adam")).lower())
+        return (value if value is not None else default) == (flags[name] if flags[name] is not None else default)
+    return value == flags[name]
 
 
 @dataclass
@@ -158,13 +291,18 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
         optimizer.load_state_dict(resumed["optimizer"]["state_dict"])
         history, initial_epoch = History.from_dict(resumed["history"]), resumed["epoch"]
         restore_rng_state(resumed["rng"])
-    data = describe_data(lesson, validation_split, args.batch_size, notice)
+    data = describe_data(lesson, validation_split, args.batch_size, notice, args.limit)
     check_break_at(args.break_at, args.epochs, data["steps_per_epoch"])
-    run_dir = Path(args.resume) if args.resume else new_run_dir(args.out, args.model)
-    record = start_record(vars(args), seed, device, data)
+    run_dir = Path(args.resume) if args.resume else None
+    if rank == 0:  # claim the directory: made by this process, locked while it trains
+        run_dir = run_dir or claim_run_dir(args.out, args.model)
+        lock_run_dir(run_dir)
+        if not args.resume:  # checked again under the lock: another run may have finished in it meanwhile
+            check_out_is_new(run_dir)
+    run_dir = Path(distributed.from_rank_0(str(run_dir)))  # [torchrun] rank 0's directory on every rank
+    record = start_record(recorded_flags(args, lesson), seed, device, data)
     recorder = RunRecorder(run_dir, model, optimizer, history, lesson.class_names, seed, args.monitor)
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
         write_run_record(run_dir, record)
         if not args.quiet:
             print_run_start(record, model, optimizer, run_dir)
@@ -199,6 +337,7 @@ def close_run(run: Run, status: str, args) -> int:
     write_run_record(run_dir, run.record)
     if status == "finished":
         save_checkpoint(run_dir / "model.pt", run.recorder.checkpoint(len(history.epoch) and history.epoch[-1] + 1))
+    unlock_run_dir(run_dir)  # every file of the run is written: another process may resume it now
     from cnn_torch.plots import plot_history  # here: matplotlib takes a while, and a bad flag should not wait
 
     fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
@@ -208,7 +347,8 @@ def close_run(run: Run, status: str, args) -> int:
     return EXIT_CODES[status]
 
 
-def describe_data(lesson, validation_split: float | None, batch_size: int, notice: str | None) -> dict:
+def describe_data(lesson, validation_split: float | None, batch_size: int, notice: str | None,
+                  limit: int | None = None) -> dict:  # fmt: skip
     """What the run trains and validates on, for run.json and the start-of-run lines."""
     import math
 
@@ -216,6 +356,8 @@ def describe_data(lesson, validation_split: float | None, batch_size: int, notic
     if validation_split:  # Keras's validation_split: the last fraction of the samples
         train_count = validation_cut(total, validation_split)
         val_count, validation = total - train_count, f"the last {validation_split:g} of the training images"
+        if limit is not None:  # --limit counts the images before the cut: say where the rest went
+            validation = f"the last {validation_split:g} of the {total:,} images --limit took"
     else:
         train_count, val_count, validation = total, len(lesson.test_labels), "the test split"
     if lesson.source.startswith("folder:"):
@@ -247,16 +389,17 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
     print(f"Validation: {data['val_images']:,} images ({data['validation']})")
     print(f"Model:      {flags['model']}, {count_params(model):,} parameters")
     print(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: CrossEntropyLoss")
-    print(f"Batches:    {flags['batch_size']} images, {data['steps_per_epoch']:,} steps per epoch,"
-          f" {flags['epochs']} epochs")
+    print(f"Batches:    {flags['batch_size']} images, {counted(data['steps_per_epoch'], 'step')} per epoch,"
+          f" {counted(flags['epochs'], 'epoch')}")
     print(f"Device:     {record['device']}, {flags['precision']}, seed {record['seed']}")
-    print(f"Run:        {run_dir}", flush=True)
+    print(f"Run:        {shown_path(run_dir)}", flush=True)
 
 
 def print_summary(run_dir: Path, figures: list[Path], history: History, status: str, data: dict | None = None) -> None:
     if status == "interrupted" and history.epoch:
         print(f"Interrupted: the {len(history.epoch)} finished epoch(s) are saved in {run_dir}.")
-        print(f"Resume with: python scripts/train.py --resume {run_dir} --epochs {history.params.get('epochs', '')}")
+        epochs = history.params.get("epochs", "")
+        print(f"Resume with: {script_command('train.py')} --resume {run_dir} --epochs {epochs}")
     elif status == "interrupted":
         print("Interrupted during the first epoch: no epoch finished, so there is nothing to resume.")
     if status == "nan":

@@ -29,8 +29,11 @@ from cnn_torch.training import NonFiniteLoss  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_model_flag(parser)
+    cli.add_layer_flags(parser)
     cli.add_data_flags(parser)
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the training images (default: 10)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="passes over the training images (default: 10; resumed: the run's own)"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="images per training step (default: 32)")
     cli.add_compile_flags(parser)
     cli.add_device_flags(parser)
@@ -61,7 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--break-at", default=None, metavar="EPOCH:BATCH", help="breakpoint() after that batch's forward pass (1-based)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output (verbose=0)")
-    return parser.parse_args(argv)
+    args = cli.parse_with_given(parser, argv)  # args.given: what --resume must not silently drop
+    if args.epochs is None and args.resume is None:
+        args.epochs = 10
+    return args
 
 
 def main(argv=None) -> int:
@@ -81,7 +87,7 @@ def train(args: argparse.Namespace) -> int:
 
     # 2. the model (Keras: keras.Model(inputs, outputs)); a resumed run rebuilds its own, weights and all
     model = model_from_checkpoint(resumed) if resumed else build_model(
-        args.model, num_classes=lesson.num_classes, input_shape=(3, *lesson.image_size)
+        args.model, num_classes=lesson.num_classes, input_shape=(3, *lesson.image_size), **cli.layer_options(args)
     )
 
     # 3. compile: the loss and the optimizer
