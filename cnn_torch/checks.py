@@ -178,8 +178,8 @@ def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size,
     tensors ``(train_images, train_labels, val_images, val_labels)``, the last two None
     without validation. Keras's rules: ``validation_data`` overrides ``validation_split``,
     which holds out the LAST fraction of the samples, before any shuffling."""
-    from cnn_torch.data import split_validation
     from cnn_torch.device import as_float, check_precision
+    from cnn_torch.lesson_data import split_validation
 
     check_fit_arguments(epochs, batch_size, validation_split)
     check_precision(device, precision)

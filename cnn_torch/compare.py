@@ -35,12 +35,12 @@ from torch import nn
 
 from cnn_torch import checks, cli, optim, process, runs
 from cnn_torch.checkpoints import load_checkpoint, restore_rng_state, save_checkpoint
-from cnn_torch.data import validation_cut
 from cnn_torch.device import resolve_device
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import atomic_write, write_json, write_text
 from cnn_torch.history import History, load_history
 from cnn_torch.interrupt import TrainingInterrupted
+from cnn_torch.lesson_data import validation_cut
 from cnn_torch.models import ACTIVATIONS, MODELS, LessonModel, build_model
 from cnn_torch.stopping import Improvement
 from cnn_torch.training import NonFiniteLoss, fit

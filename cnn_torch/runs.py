@@ -29,10 +29,10 @@ import torch
 from cnn_torch import distributed
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
 from cnn_torch.cli import check_break_at, check_out_is_new, counted, script_command
-from cnn_torch.data import validation_cut
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import write_json
 from cnn_torch.history import History, save_history
+from cnn_torch.lesson_data import validation_cut
 from cnn_torch.progress import wrap_parts
 from cnn_torch.stopping import Improvement
 

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from cnn_torch.errors import UserError
+from cnn_torch.lesson_data import LessonData
 
 SHAPE_CLASSES = [
     "circle", "square", "triangle", "plus", "ring",
@@ -90,8 +91,8 @@ def make_shapes(
     n_test: int | None = None,
     seed: int = 0,
     image_size: tuple[int, int] = (32, 32),
-):
-    """The shapes data set as a :class:`cnn_torch.data.LessonData`.
+) -> LessonData:
+    """The shapes data set as a :class:`cnn_torch.lesson_data.LessonData`.
 
     ``n_train`` training images and ``n_test`` test images (default ``n_train // 5``; 0 for
     no test split), uint8 NCHW, with int64 labels indexing ``SHAPE_CLASSES``. Classes are
@@ -99,8 +100,6 @@ def make_shapes(
     images; the test split comes from a seed derived from ``seed``, so it holds different
     images from the training split.
     """
-    from cnn_torch.data import LessonData  # here: cnn_torch.data imports this module
-
     if n_train < 1:
         raise UserError(f"the shapes data set needs at least 1 training image, got {n_train}: pass a positive --limit")
     n_test = n_train // 5 if n_test is None else n_test
@@ -113,7 +112,10 @@ def make_shapes(
     test_images = test_labels = None
     if n_test > 0:
         test_images, test_labels = _render_shapes(n_test, test_seed, (height, width))
-    return LessonData(train_images, train_labels, test_images, test_labels, list(SHAPE_CLASSES), "shapes")
+    return LessonData(
+        train_images, train_labels, test_images, test_labels, list(SHAPE_CLASSES), "shapes",
+        split_sources={"train": f"generated from seed {seed}", "test": f"generated from seed {seed}"},
+    )  # fmt: skip
 
 
 def _render_shapes(n: int, seed: int, image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_torch import data as data_module
+from cnn_torch import image_folder
 from cnn_torch.data import (
     DATASETS,
     SHAPE_CLASSES,
@@ -189,7 +189,8 @@ def test_image_folder_pixels_match_pil(tmp_path):
     (root / "train" / "only").mkdir(parents=True)
     Image.fromarray(pixels).save(root / "train" / "only" / "x.png")
     Image.fromarray(pixels).convert("L").save(root / "train" / "only" / "y.png")
-    data = load_image_folder(root)
+    with pytest.warns(UserWarning, match="one class folder .only.: every label is 0"):
+        data = load_image_folder(root)
     by_name = {int(image.float().std(dim=0).mean() == 0): image for image in data.train_images}
     assert torch.equal(by_name[0], torch.from_numpy(pixels).permute(2, 0, 1))  # exact, channels first
     gray = torch.from_numpy(np.array(Image.fromarray(pixels).convert("L")))
@@ -202,19 +203,21 @@ def test_image_folder_gif_and_16_bit_png(tmp_path):
     first, second = Image.new("RGB", (32, 32), (10, 20, 30)), Image.new("RGB", (32, 32), (200, 210, 220))
     first.save(folder / "anim.gif", save_all=True, append_images=[second])
     Image.fromarray(np.full((32, 32), 0x8000, dtype=np.uint16)).save(folder / "deep.png")
-    images = load_image_folder(tmp_path / "tree").train_images
+    with pytest.warns(UserWarning, match="one class folder"):
+        images = load_image_folder(tmp_path / "tree").train_images
     pixels = sorted(tuple(image[:, 0, 0].tolist()) for image in images)
     assert pixels == [(10, 20, 30), (128, 128, 128)]  # the GIF's first frame; 16 bits scaled to 8
 
 
-def test_image_folder_without_test_split_uses_val(tmp_path):
+def test_image_folder_val_folder_is_the_validation_split(tmp_path):
     root = write_tree(tmp_path / "tree", with_test=False)
     data = load_image_folder(root)
-    assert data.test_images is None and data.test_labels is None
+    assert data.test_images is None and data.val_images is None
     for name, value in CLASS_VALUES.items():
         save_image(root / "val" / name / "v.png", value)
     data = load_image_folder(root)
-    assert data.test_labels.tolist() == [0, 1, 2]
+    assert data.val_labels.tolist() == [0, 1, 2] and data.test_images is None  # val/ is not a test split
+    assert data.split_sources == {"train": str((root / "train").resolve()), "val": str((root / "val").resolve())}
 
 
 def test_image_folder_cache_hit_and_invalidation(tmp_path, monkeypatch, cache_in_tmp):
@@ -228,7 +231,7 @@ def test_image_folder_cache_hit_and_invalidation(tmp_path, monkeypatch, cache_in
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache is valid")
 
-    monkeypatch.setattr(data_module, "_decode_files", no_decoding)
+    monkeypatch.setattr(image_folder, "_decode_files", no_decoding)
     second = load_image_folder(root)
     assert torch.equal(second.train_images, first.train_images)
     assert torch.equal(second.test_images, first.test_images)
@@ -303,14 +306,13 @@ def test_image_folder_corrupt_image(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["big.png", "big.jpg"])
-def test_image_folder_wrong_size(tmp_path, name):
+def test_image_folder_other_sizes_are_resized_and_counted(tmp_path, name):
     root = write_tree(tmp_path / "tree", with_test=False)
-    big = root / "train" / "cat" / name
-    save_image(big, CLASS_VALUES["cat"], size=(40, 48))
-    with pytest.raises(UserError) as excinfo:
-        load_image_folder(root)
-    message = user_error(excinfo)
-    assert str(big) in message and "40x48" in message and "32x32" in message and "resize" in message
+    save_image(root / "train" / "cat" / name, CLASS_VALUES["cat"], size=(40, 48))
+    data = load_image_folder(root)
+    assert data.train_images.shape == (16, 3, 32, 32)
+    assert data.resized_from == {(40, 48): 1}  # for the start-of-run line: "resized from 40x48"
+    assert [class_of(image) for image in data.train_images] == data.train_labels.tolist()
 
 
 def test_image_folder_other_image_size(tmp_path):
@@ -427,7 +429,8 @@ def test_resolve_dataset(tmp_path):
     (tmp_path / "downloaded" / "cifar-10-batches-py").mkdir(parents=True)
     assert resolve_dataset(None, tmp_path / "downloaded") == "cifar10"
     assert resolve_dataset(None, None) == "cifar10"
-    assert resolve_dataset("shapes", root) == "shapes"
+    with pytest.warns(UserWarning, match="is not used: the shapes data is generated"):
+        assert resolve_dataset("shapes", root) == "shapes"
     with pytest.raises(UserError) as excinfo:
         resolve_dataset("mnist", None)
     assert all(name in user_error(excinfo) for name in DATASETS)
@@ -446,7 +449,6 @@ def test_load_data_dispatch(tmp_path):
 
     for args, text in [
         (("folder", None), "--data-dir"),
-        (("cifar10", None, None, 0, (64, 64)), "32x32"),
         (("shapes", None, 0), "--limit"),
         (("imagenet",), "choose one of"),
     ]:

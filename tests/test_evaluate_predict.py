@@ -232,13 +232,30 @@ def test_evaluate_text_output(tmp_path, capsys):
 # --- image files, read like keras.utils.load_img(path, target_size=(32, 32)) --------------------
 
 
-def nearest_resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize from its definition: output pixel i samples the source pixel
-    under its centre, floor((i + 0.5) * source_size / target_size). (PIL's NEAREST, which
-    Keras's load_img uses by default, does exactly this.)"""
-    rows = np.floor((np.arange(height) + 0.5) * array.shape[0] / height).astype(int)
-    cols = np.floor((np.arange(width) + 0.5) * array.shape[1] / width).astype(int)
-    return array[rows][:, cols]
+def bilinear_resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Keras's resize from its definition (``tf.image.resize``, bilinear, no antialiasing), in
+    float64: output pixel i samples the source at (i + 0.5) * source_size / target_size - 0.5,
+    clamped to the image, mixing the two neighbours by the distance to each."""
+
+    def taps(out_size: int, in_size: int):
+        position = np.maximum((np.arange(out_size) + 0.5) * in_size / out_size - 0.5, 0.0)
+        low = np.floor(position).astype(int)
+        return low, np.minimum(low + 1, in_size - 1), position - low
+
+    pixels = array.astype(np.float64)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    top, bottom, dy = taps(height, pixels.shape[0])
+    left, right, dx = taps(width, pixels.shape[1])
+    rows = pixels[top] * (1 - dy)[:, None, None] + pixels[bottom] * dy[:, None, None]
+    out = rows[:, left] * (1 - dx)[None, :, None] + rows[:, right] * dx[None, :, None]
+    return out[:, :, 0] if array.ndim == 2 else out
+
+
+def assert_within_rounding(ours: np.ndarray, reference: np.ndarray, name: str = ""):
+    """uint8 pixels within rounding (0.5, and float32's error) of the float reference."""
+    gap = np.abs(ours.astype(np.float64) - reference).max()
+    assert gap <= 0.5 + 1e-3, f"{name}: {gap}"
 
 
 def write_images(folder: Path) -> dict[str, Path]:
@@ -263,14 +280,24 @@ def write_images(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def test_load_image_converts_to_rgb_and_resizes_like_keras(tmp_path):
+def decoded_rgb(path: Path) -> np.ndarray:
+    """The file decoded to RGB as training decodes it: JPEG by libjpeg through torchvision
+    (PIL's libjpeg build may differ by a level), everything else by PIL."""
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        from torchvision.io import ImageReadMode, decode_image
+
+        return decode_image(str(path), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+    with Image.open(path) as source:
+        return np.asarray(source.convert("RGB"))
+
+
+def test_load_image_converts_to_rgb_and_resizes_like_training(tmp_path):
+    """predict resizes as training did (bilinear, Keras's image_dataset_from_directory), not
+    with load_img's nearest neighbour: the model sees the kind of image it learned from."""
     for name, path in write_images(tmp_path).items():
         image = load_image(path, (32, 32))
         assert image.dtype == torch.uint8 and image.shape == (3, 32, 32), name
-        with Image.open(path) as source:  # the decoded file, RGB (grayscale: three equal channels)
-            decoded = np.asarray(source.convert("RGB"))
-        expected = nearest_resize(decoded, 32, 32)
-        assert np.array_equal(image.permute(1, 2, 0).numpy(), expected), name
+        assert_within_rounding(image.permute(1, 2, 0).numpy(), bilinear_resize(decoded_rgb(path), 32, 32), name)
     gray = load_image(tmp_path / "gray.png", (32, 32))
     assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
 
@@ -280,8 +307,8 @@ def test_load_image_other_target_sizes_and_grayscale_models(tmp_path):
     assert load_image(paths["wide.png"], (20, 64)).shape == (3, 20, 64)  # (height, width), like target_size
     one_channel = load_image(paths["wide.png"], (32, 32), channels=1)
     with Image.open(paths["wide.png"]) as source:
-        expected = nearest_resize(np.asarray(source.convert("L")), 32, 32)
-    assert np.array_equal(one_channel[0].numpy(), expected)
+        expected = bilinear_resize(np.asarray(source.convert("L")), 32, 32)
+    assert_within_rounding(one_channel[0].numpy(), expected)
     batch = load_images([paths["wide.png"], paths["photo.jpg"]], (32, 32))
     assert batch.shape == (2, 3, 32, 32)
 
@@ -323,14 +350,13 @@ def test_predict_probabilities_equal_a_hand_computation(tmp_path, capsys):
 
 
 def hand_computation_probabilities(checkpoint_path: Path, files: list[str]) -> torch.Tensor:
-    """The lesson's steps: load_img(target_size=(32, 32)), img_to_array, / 255.0, predict, softmax."""
+    """The lesson's steps: load the image at 32x32 (resized as training resized), / 255.0, predict, softmax."""
     from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(checkpoint_path)).eval()
     arrays = []
     for path in files:
-        with Image.open(path) as source:
-            arrays.append(nearest_resize(np.asarray(source.convert("RGB")), 32, 32))
+        arrays.append(np.round(bilinear_resize(decoded_rgb(Path(path)), 32, 32)))
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
     with torch.no_grad():
         return torch.softmax(model(images), dim=1)
