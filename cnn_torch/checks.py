@@ -7,6 +7,7 @@ instead of a shape error deep inside a convolution or CUDA's opaque device-side 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -15,10 +16,66 @@ from torch import nn
 from cnn_torch.errors import UserError
 
 
-def check_fit_arguments(epochs: int, batch_size: int, validation_split: float) -> None:
-    if not isinstance(epochs, int) or epochs <= 0:
+def _is_array(value) -> bool:
+    return isinstance(value, torch.Tensor) or _is_numpy(value)
+
+
+def checked_loss_and_optimizer(model: nn.Module, loss_fn, optimizer, train_images) -> tuple:
+    """``fit``'s loss and optimizer, with the Keras habits caught before anything runs.
+
+    Keras's ``compile(optimizer='adam')`` takes an optimizer by name: so does ``fit``, with
+    Keras's defaults (``cnn_torch.optim.make_optimizer``). A loss class instead of a loss,
+    a Keras loss name, Keras's ``fit(x, y)`` argument order, or an optimizer built on another
+    model's weights each get one line that names the fix.
+    """
+    from cnn_torch.optim import KERAS_LEARNING_RATES, make_optimizer
+
+    usage = "fit(model, torch.nn.CrossEntropyLoss(), 'adam', train_images, train_labels, epochs=10)"
+    if _is_array(loss_fn) or train_images is None:  # Keras: model.fit(train_images, train_labels, ...)
+        raise UserError(
+            f"fit takes the model, the loss and the optimizer, then the images and labels (Keras's model.fit(x, y)"
+            f" has them in compile): call {usage}"
+        )
+    if isinstance(loss_fn, type):
+        name = loss_fn.__name__
+        raise UserError(f"the loss is the class {name}, not a loss: pass {name}() (an instance, with the brackets)")
+    if isinstance(loss_fn, str):
+        raise UserError(
+            f"the loss {loss_fn!r} is a Keras name: pass torch.nn.CrossEntropyLoss() (Keras's"
+            " SparseCategoricalCrossentropy(from_logits=True), and CategoricalCrossentropy for one-hot labels)"
+        )
+    if not callable(loss_fn):
+        raise UserError(f"the loss must be a function of (logits, labels), got {type(loss_fn).__name__}:"
+                        " pass torch.nn.CrossEntropyLoss()")  # fmt: skip
+    if isinstance(optimizer, str):  # Keras: compile(optimizer='adam'), any case ('Adam', 'SGD')
+        if optimizer.lower() not in KERAS_LEARNING_RATES:
+            raise UserError(
+                f"unknown optimizer {optimizer!r}: pass {', '.join(map(repr, KERAS_LEARNING_RATES))},"
+                " or a torch.optim optimizer built on model.parameters()"
+            )
+        return loss_fn, make_optimizer(optimizer.lower(), model.parameters())
+    if isinstance(optimizer, type):
+        raise UserError(
+            f"the optimizer is the class {optimizer.__name__}: build it on the model's weights,"
+            f" {optimizer.__name__}(model.parameters()), or pass its name ('adam')"
+        )
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise UserError(f"the optimizer must be a torch.optim optimizer or a name ('adam', 'sgd', 'rmsprop'),"
+                        f" got {type(optimizer).__name__}")  # fmt: skip
+    weights = {id(parameter) for parameter in model.parameters()}
+    if not any(id(parameter) in weights for group in optimizer.param_groups for parameter in group["params"]):
+        raise UserError(
+            "the optimizer updates another model's weights (was the model built again after it?):"
+            f" build it on this model, {type(optimizer).__name__}(model.parameters()), or pass its name ('adam')"
+        )
+    return loss_fn, optimizer
+
+
+def check_fit_arguments(epochs: int, batch_size: int, validation_split: float) -> tuple[int, int]:
+    """``(epochs, batch_size)`` as Python ints: NumPy integers are integers too (``np.int64(10)``)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs <= 0:
         raise UserError(f"epochs must be a positive integer, got {epochs!r}: pass e.g. epochs=10")
-    if not isinstance(batch_size, int) or batch_size <= 0:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
         raise UserError(
             f"batch_size must be a positive integer, got {batch_size!r}: pass e.g. batch_size=32"
         )
@@ -27,6 +84,14 @@ def check_fit_arguments(epochs: int, batch_size: int, validation_split: float) -
             f"validation_split must be between 0 and 1 (exclusive), got {validation_split!r}:"
             " pass e.g. 0.2"
         )
+    return int(epochs), int(batch_size)
+
+
+def checked_arguments(model: nn.Module, loss_fn, optimizer, train_images, epochs, batch_size, validation_split):
+    """``(loss_fn, optimizer, epochs, batch_size)``: what Keras's ``compile`` and ``fit`` take,
+    checked and in the form ``fit`` uses (an optimizer from its name, Python integers)."""
+    loss_fn, optimizer = checked_loss_and_optimizer(model, loss_fn, optimizer, train_images)
+    return (loss_fn, optimizer, *check_fit_arguments(epochs, batch_size, validation_split))
 
 
 class InputWarning(UserWarning):
@@ -37,11 +102,25 @@ def _is_numpy(array) -> bool:
     return type(array).__module__ == "numpy"
 
 
-def check_images(images, name: str = "train_images", warn: bool = True) -> torch.Tensor:
+UNSCALED = "fit trains on them as given (as Keras does), but slowly and badly"
+
+
+def unscaled_pixels(images: torch.Tensor) -> float | None:
+    """The largest value of float images that look like 0-255 pixels never divided by 255 (no
+    negatives, values above 2), else None. uint8 images are scaled in ``fit``, so never."""
+    if images.dtype == torch.uint8 or not images.is_floating_point() or not images.numel():
+        return None
+    low, high = (value.item() for value in torch.aminmax(images))
+    return high if low >= 0.0 and high > 2.0 else None
+
+
+def check_images(images, name: str = "train_images", warn: bool = True, why: str = UNSCALED,
+                 stacklevel: int = 3) -> torch.Tensor:  # fmt: skip
     """Return images as an NCHW tensor: uint8 (scaled by 1/255 per batch) or float32 as given.
 
     Like Keras, any float values are accepted: [0, 1], standardised (mean/std, about -2..2.5),
-    or unscaled 0-255 pixels, which train badly and get a warning naming the fix (``warn``).
+    or unscaled 0-255 pixels, which train badly and get a warning naming the fix (``warn``;
+    ``why`` says what they do here, ``stacklevel`` points the warning at the learner's line).
     """
     numpy_input = _is_numpy(images)
     images = torch.as_tensor(images)
@@ -68,10 +147,10 @@ def check_images(images, name: str = "train_images", warn: bool = True) -> torch
             raise UserError(f"{name} contains NaN or inf values: remove or replace those images first")
         if warn and low >= 0.0 and high > 2.0:  # not standardised (no negatives), not [0, 1]: raw pixels
             warnings.warn(
-                f"{name} has values up to {high:g}, like 0-255 pixels: fit trains on them as given (as Keras"
-                f" does), but slowly and badly; divide by 255.0 as the lesson does ({name} = {name} / 255.0)",
+                f"{name} has values up to {high:g}, like 0-255 pixels: {why};"
+                f" divide by 255.0 as the lesson does ({name} = {name} / 255.0)",
                 InputWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
     return images
 
@@ -183,12 +262,16 @@ def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size,
 
     check_fit_arguments(epochs, batch_size, validation_split)
     check_precision(device, precision)
-    train_images = check_images(train_images, "train_images")
+    train_images = check_images(train_images, "train_images", stacklevel=4)
     train_labels = check_labels(train_labels, len(train_images), "train_labels")
     val_images = val_labels = None
     if validation_data is not None:
         check_validation_data(validation_data)
-        val_images = check_images(validation_data[0], "val_images", warn=False)  # one warning is enough
+        # one warning is enough: about the validation images only when the training images are scaled
+        val_images = check_images(
+            validation_data[0], "val_images", warn=unscaled_pixels(train_images) is None, stacklevel=4,
+            why="train_images are on the [0, 1] scale, so val_loss and val_accuracy would measure another scale",
+        )
         val_labels = check_labels(validation_data[1], len(val_images), "val_labels")
     elif validation_split:
         train_images, train_labels, val_images, val_labels = split_validation(

@@ -41,6 +41,7 @@ def check_flags(args) -> None:
     check_data_flags(args)
     check_learning_rate(args.learning_rate)
     check_seed(args.seed)
+    check_device(args.device)
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be a rate from 0 up to (not including) 1, got {args.dropout}: try 0.5")
     if args.patience is not None and args.patience < 0:
@@ -64,6 +65,15 @@ def check_flags(args) -> None:
 def check_learning_rate(learning_rate: float | None) -> None:
     if learning_rate is not None and not learning_rate > 0:  # "not >": NaN is refused too
         raise UserError(f"--learning-rate must be positive, got {learning_rate}: try 0.001")
+
+
+def check_device(name: str) -> None:
+    """``--device cuda`` on a machine without CUDA (or mps without MPS), in the command line's words."""
+    from cnn_torch.device import unavailable
+
+    missing = unavailable(name.split(":")[0])
+    if missing:
+        raise UserError(f"--device {name} was asked for but {missing} is not available: use --device cpu or auto")
 
 
 def check_seed(seed: int | None) -> None:

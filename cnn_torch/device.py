@@ -26,14 +26,22 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = device.split(":")[0]
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device} was asked for but CUDA is not available: use --device cpu or auto")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {device} was asked for but MPS is not available: use --device cpu or auto")
+    kind = str(device).split(":")[0]
+    missing = unavailable(kind)
+    if missing:  # the command line checks --device first, in its own words (cnn_torch.cli)
+        raise UserError(f"device={device!r} was asked for but {missing} is not available: pass device='cpu' or 'auto'")
     if kind not in ("cpu", "cuda", "mps"):
-        raise UserError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
+        raise UserError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'")
     return torch.device(device)
+
+
+def unavailable(kind: str) -> str | None:
+    """``"CUDA"`` or ``"MPS"`` when that kind of device was asked for and this machine lacks it."""
+    if kind == "cuda" and not torch.cuda.is_available():
+        return "CUDA"
+    if kind == "mps" and not torch.backends.mps.is_available():
+        return "MPS"
+    return None
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
@@ -98,7 +106,7 @@ def check_precision(device: torch.device, precision: str) -> None:
         raise UserError(f"unknown precision {precision!r}: use fp32 or bf16")
     if precision == "bf16" and not has_native_bf16(device.type):
         warnings.warn(
-            f"--precision bf16 on a {device.type.upper()} without native bf16 (no AMX-BF16 or AVX512-BF16):"
+            f"bf16 precision on a {device.type.upper()} without native bf16 (no AMX-BF16 or AVX512-BF16):"
             " PyTorch emulates it, about 9x slower than fp32; use fp32 here",
             PrecisionWarning,
             stacklevel=4,  # the caller of fit

@@ -8,6 +8,7 @@ from torch import nn
 from cnn_torch import distributed
 from cnn_torch.checks import check_images, check_labels
 from cnn_torch.device import as_float, autocast, resolve_device
+from cnn_torch.progress import resolve_verbose
 
 
 def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -26,13 +27,17 @@ def evaluate(
     loss_fn: nn.Module | None = None,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    verbose: int | str = 0,
 ) -> tuple[float, float]:
     """Return ``(loss, accuracy)`` over all samples, like Keras's ``model.evaluate``.
 
     Both are sample-weighted means (sum of per-batch ``loss * batch_size`` / N), so the
     result does not depend on ``batch_size`` beyond float rounding. Under torchrun
-    each rank evaluates its own slice and the sums are all-reduced.
+    each rank evaluates its own slice and the sums are all-reduced. ``verbose`` takes
+    Keras's values: 0 (the default here: ``fit`` validates through this) prints nothing;
+    1, 2 or ``"auto"`` print Keras's last line, ``loss: ... - accuracy: ...``.
     """
+    verbose = resolve_verbose(verbose)
     images, labels = check_images(images, "images", warn=False), check_labels(labels, len(images), "labels")
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     device = resolve_device(device) if device is not None else next(model.parameters()).device
@@ -52,7 +57,10 @@ def evaluate(
         seen += len(batch_labels)
     loss_sum, correct, seen = distributed.all_reduce_sums(loss_sum, correct, seen)
     model.train(was_training)
-    return (loss_sum / seen).item(), (correct / seen).item()
+    loss, accuracy = (loss_sum / seen).item(), (correct / seen).item()
+    if verbose:
+        print(f"loss: {loss:.4f} - accuracy: {accuracy:.4f}")
+    return loss, accuracy
 
 
 @torch.no_grad()
@@ -61,9 +69,16 @@ def predict(
     images,
     batch_size: int = 32,
     device: str | torch.device | None = None,
+    verbose: int | str = 0,
 ) -> torch.Tensor:
-    """The model's outputs (logits) for every image, concatenated, on the CPU (Keras ``predict``)."""
-    images = check_images(images, "images", warn=False)
+    """The model's outputs (logits) for every image, concatenated, on the CPU (Keras ``predict``).
+
+    Float images of 0-255 pixels (``img_to_array``'s) get a warning naming the ``/ 255.0``.
+    ``verbose`` takes Keras's values and prints nothing (there is no number to show).
+    """
+    resolve_verbose(verbose)
+    why = "predict uses them as given, and a model trained on the lesson's / 255.0 images sees nonsense"
+    images = check_images(images, "images", why=why)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -72,6 +87,7 @@ def predict(
     return torch.cat(outputs)
 
 
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax of the logits: what the lesson's Keras model (softmax last layer) outputs."""
-    return torch.softmax(logits.float(), dim=1)
+def probabilities(logits) -> torch.Tensor:
+    """Softmax of the logits (a tensor or a NumPy array): what the lesson's Keras model
+    (softmax last layer) outputs."""
+    return torch.softmax(torch.as_tensor(logits).float(), dim=1)

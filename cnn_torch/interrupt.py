@@ -3,11 +3,19 @@
 The first SIGINT only sets a flag that ``fit`` checks after each batch; a second one
 raises ``KeyboardInterrupt`` at once. Outside the main thread (where signal handlers
 cannot be installed) Ctrl-C keeps Python's default behaviour.
+
+The debugger (``--break-at``, or a ``breakpoint()`` of your own) follows the same rule:
+while ``fit`` runs, ``breakpoint()`` opens pdb without pdb's own Ctrl-C handler, so after
+``c`` a Ctrl-C still stops training after the batch instead of dropping into pdb somewhere
+inside torch; and ``q`` stops training as Ctrl-C does (:class:`TrainingInterrupted`, with
+the finished epochs), so a run quit from the debugger is recorded as interrupted.
 """
 
 from __future__ import annotations
 
+import bdb
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -15,8 +23,8 @@ from collections.abc import Iterator
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Raised by ``fit`` after a Ctrl-C, once the batch finished; ``.history`` holds the
-    finished epochs (the partial epoch is not logged)."""
+    """Raised by ``fit`` after a Ctrl-C, once the batch finished (or after ``q`` in the debugger);
+    ``.history`` holds the finished epochs (the partial epoch is not logged)."""
 
     def __init__(self, history, epoch: int):
         super().__init__(f"training interrupted during epoch {epoch + 1}")
@@ -24,11 +32,13 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def stop_on_sigint() -> Iterator[list[bool]]:
-    """Yield a one-element list that turns ``[True]`` after the first Ctrl-C."""
+def stop_on_sigint(history=None) -> Iterator[list[bool]]:
+    """Yield a one-element list that turns ``[True]`` after the first Ctrl-C. Quitting the
+    debugger inside the block raises :class:`TrainingInterrupted` with ``history``."""
     requested = [False]
     if threading.current_thread() is not threading.main_thread():
-        yield requested
+        with _debugger_quit_stops_training(history):
+            yield requested
         return
 
     def handle(signum, frame):
@@ -42,7 +52,30 @@ def stop_on_sigint() -> Iterator[list[bool]]:
         )
 
     previous = signal.signal(signal.SIGINT, handle)
+    previous_hook = sys.breakpointhook
+    if previous_hook is sys.__breakpointhook__ and os.environ.get("PYTHONBREAKPOINT", "") in ("", "pdb.set_trace"):
+        sys.breakpointhook = _pdb_leaving_ctrl_c_alone  # PYTHONBREAKPOINT (another debugger, or 0) is respected
     try:
-        yield requested
+        with _debugger_quit_stops_training(history):
+            yield requested
     finally:
         signal.signal(signal.SIGINT, previous)
+        sys.breakpointhook = previous_hook
+
+
+@contextlib.contextmanager
+def _debugger_quit_stops_training(history) -> Iterator[None]:
+    """``q`` in pdb raises ``bdb.BdbQuit`` where the program stands: turn it into the Ctrl-C stop."""
+    try:
+        yield
+    except bdb.BdbQuit:
+        epoch = history.epoch[-1] + 1 if history is not None and history.epoch else 0
+        print("\nquit the debugger: training stopped", file=sys.stderr, flush=True)
+        raise TrainingInterrupted(history, epoch) from None
+
+
+def _pdb_leaving_ctrl_c_alone(*args, **kwargs) -> None:
+    """``breakpoint()`` during ``fit``: Python's pdb, told not to take over Ctrl-C (``nosigint``)."""
+    import pdb
+
+    pdb.Pdb(nosigint=True).set_trace(sys._getframe(1))  # stop in the caller, as breakpoint() does

@@ -174,11 +174,12 @@ KERAS_LEARNING_RATES = {"adam": 0.001, "sgd": 0.01, "rmsprop": 0.001}
 
 def make_optimizer(name: str, parameters, learning_rate: float | None = None) -> torch.optim.Optimizer:
     """``compile(optimizer='adam')`` etc., with Keras's defaults."""
+    name = name.lower()  # Keras takes 'Adam' and 'adam' alike
     if name not in KERAS_LEARNING_RATES:
         raise UserError(f"unknown optimizer {name!r}: choose one of {', '.join(KERAS_LEARNING_RATES)}")
     lr = KERAS_LEARNING_RATES[name] if learning_rate is None else learning_rate
-    if lr <= 0:
-        raise UserError(f"--learning-rate must be positive, got {lr}: try 0.001")
+    if not lr > 0:  # the command line checks --learning-rate before this, in its own words
+        raise UserError(f"learning_rate must be positive, got {lr}: pass e.g. learning_rate=0.001")
     if name == "adam":
         return torch.optim.Adam(parameters, lr=lr, eps=1e-7)  # Keras's epsilon; see docs for the rest
     if name == "sgd":

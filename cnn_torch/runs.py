@@ -320,7 +320,8 @@ def report_nan(run: Run, error) -> None:
     """``nan_batch.json`` (rank 0), and the error's one line."""
     if run.rank == 0:
         write_nan_report(run.run_dir, error)
-    print(f"{distributed.error_prefix()}: {error}", file=sys.stderr)
+    print(f"{distributed.error_prefix()}: the loss became NaN/inf at epoch {error.epoch + 1}, batch {error.step + 1}:"
+          " lower the learning rate (e.g. --learning-rate 1e-4) or check the data", file=sys.stderr)  # fmt: skip
 
 
 EXIT_CODES = {"finished": 0, "nan": 1, "interrupted": 130}

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cnn_torch import distributed
-from cnn_torch.checks import checked_fit_data
+from cnn_torch.checks import checked_arguments, checked_fit_data
 from cnn_torch.device import as_float, autocast, keep_freed_memory, resolve_device
 from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
@@ -42,9 +42,9 @@ def epoch_order(num_samples: int, shuffle: bool, seed: int, epoch: int) -> torch
 def fit(
     model: nn.Module,
     loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train_images,
-    train_labels,
+    optimizer: torch.optim.Optimizer | str,
+    train_images=None,
+    train_labels=None,
     *,
     epochs: int = 1,
     batch_size: int = 32,
@@ -63,7 +63,8 @@ def fit(
     trace: bool = False,
     break_at: tuple[int, int] | None = None,
 ) -> History:
-    """Train ``model`` like ``model.fit(train_images, train_labels, ...)`` and return a History.
+    """Train ``model`` like ``model.fit(train_images, train_labels, ...)`` and return a History
+    (also kept as ``model.history``, as Keras keeps it, for when Ctrl-C stops ``fit``).
 
     Images are NCHW: uint8 (scaled by 1/255 per batch, the lesson's ``/ 255.0``) or float
     (used as given). Labels are class indices (Keras: SparseCategoricalCrossentropy) or
@@ -74,6 +75,10 @@ def fit(
     ``breakpoint()`` after that batch's forward pass.
     """
     # --- check the inputs before the first step (each mistake gets a message naming the fix) ---
+    # Keras: compile(optimizer='adam') takes an optimizer by name, and NumPy integers are integers
+    loss_fn, optimizer, epochs, batch_size = checked_arguments(
+        model, loss_fn, optimizer, train_images, epochs, batch_size, validation_split
+    )
     # Keras: validation_data overrides validation_split, which holds out the LAST fraction
     # of the samples, taken before any shuffling
     device = resolve_device(device)
@@ -91,6 +96,7 @@ def fit(
         seed = distributed.from_rank_0(int(torch.randint(2**31 - 1, ())))  # [torchrun] one seed for all
     steps = math.ceil(len(train_images) / batch_size)  # Keras: the last partial batch is kept
     history = history if history is not None else History()
+    model.history = history  # Keras: model.history, still there when Ctrl-C stops fit in a notebook
     history.params = {"verbose": resolve_verbose(verbose), "epochs": epochs, "steps": steps}  # Keras's params
     # a validation batch larger than Keras's gives the same weighted means (up to rounding), faster
     validation_batch_size = validation_batch_size or max(batch_size, 256)
@@ -99,7 +105,7 @@ def fit(
         first_batch = epoch_order(len(train_images), shuffle, seed, initial_epoch)[:batch_size]
         trace_first_batch(model, loss_fn, optimizer, initial_epoch, steps, distributed.local_share(first_batch))
 
-    with stop_on_sigint() as stop_requested:  # Ctrl-C: finish the batch, keep what is done
+    with stop_on_sigint(history) as stop_requested:  # Ctrl-C (or q in pdb): finish the batch, keep what is done
         for epoch in range(initial_epoch, epochs):
             # --- train ---
             model.train()  # Keras: training=True, so dropout is on

@@ -28,7 +28,7 @@ class NonFiniteLoss(UserError):
     def __init__(self, epoch: int, step: int, batch_indices: list[int], history):
         super().__init__(
             f"the loss became NaN/inf at epoch {epoch + 1}, batch {step + 1}:"
-            " lower the learning rate (e.g. --learning-rate 1e-4) or check the data"
+            " lower the learning rate (e.g. learning_rate=1e-4) or check the data"
         )
         self.epoch, self.step, self.batch_indices, self.history = epoch, step, batch_indices, history
 
