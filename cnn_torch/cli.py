@@ -18,6 +18,9 @@ from cnn_torch.interrupt import TrainingInterrupted
 from cnn_torch.models import ACTIVATIONS, MODELS
 from cnn_torch.optim import KERAS_LEARNING_RATES
 
+# The lesson models' input (height, width): images are resized to it unless --image-size says otherwise.
+DEFAULT_IMAGE_SIZE = (32, 32)
+
 # What --monitor can watch: the History's keys (Keras 2+ names).
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
@@ -25,7 +28,7 @@ MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 RUN_FLAGS = (
     "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
     "limit", "seed", "precision", "monitor", "patience", "min_delta", "restore_best_weights", "fig_dir",
-    "deterministic", "dropout", "activation",
+    "deterministic", "dropout", "activation", "image_size", "classes", "crop_to_aspect_ratio", "pad_to_aspect_ratio",
 )
 # Of those, the ones a resumed run may be given anew: the given value wins (figures elsewhere, data moved).
 RESUME_MAY_CHANGE = ("fig_dir", "data_dir")
@@ -164,6 +167,11 @@ def check_data_flags(args) -> None:
         )
     if args.limit is not None and args.limit <= 0:
         raise UserError(f"--limit must be a positive integer, got {args.limit}: try --limit 2000")
+    if getattr(args, "image_size", None) is not None and min(args.image_size) < 1:
+        height, width = args.image_size
+        raise UserError(f"--image-size takes two positive numbers, height and width, got {height} {width}: try 32 32")
+    if getattr(args, "crop_to_aspect_ratio", False) and getattr(args, "pad_to_aspect_ratio", False):
+        raise UserError("--crop-to-aspect-ratio and --pad-to-aspect-ratio cannot both be given: choose one, as Keras")
 
 
 # --- what the command line said, and text for it ---------------------------------------------
@@ -226,8 +234,43 @@ def add_data_flags(parser: argparse.ArgumentParser, limit_help: str | None = Non
     parser.add_argument(
         "--validation-split", type=float, default=None, metavar="FRACTION",
         help="hold out the LAST fraction of the training images, as Keras does"
-        " (default: validate on the test split; 0.2 when there is none)",
+        " (default: validate on DIR/val/, else the test split; 0.2 when there is neither)",
     )  # fmt: skip
+    add_image_flags(parser)
+
+
+def add_image_flags(parser: argparse.ArgumentParser, with_classes: bool = True) -> None:
+    """--image-size, --classes and the aspect-ratio flags: image_dataset_from_directory's options."""
+    parser.add_argument(
+        "--image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
+        help="resize every image to HEIGHT x WIDTH (bilinear, as Keras's image_size); a new model is"
+        " built for it (default: the model's input size, 32 32)",
+    )
+    if with_classes:
+        parser.add_argument(
+            "--classes", nargs="+", default=None, metavar="NAME",
+            help="these classes only, numbered in this order (Keras's class_names),"
+            " e.g. --classes airplane bird cat dog truck (default: all)",
+        )
+    aspect = parser.add_mutually_exclusive_group()
+    aspect.add_argument(
+        "--crop-to-aspect-ratio", action="store_true",
+        help="resize without stretching: cut the largest centred box of the target's shape first",
+    )
+    aspect.add_argument(
+        "--pad-to-aspect-ratio", action="store_true",
+        help="resize without stretching: fit the whole image and pad the rest with black",
+    )  # fmt: skip
+
+
+def data_options(args) -> dict:
+    """``data.load_data``'s keyword arguments from the image flags (absent flags: Keras's defaults)."""
+    return {
+        "image_size": tuple(getattr(args, "image_size", None) or DEFAULT_IMAGE_SIZE),
+        "class_names": getattr(args, "classes", None),
+        "crop_to_aspect_ratio": getattr(args, "crop_to_aspect_ratio", False),
+        "pad_to_aspect_ratio": getattr(args, "pad_to_aspect_ratio", False),
+    }
 
 
 def add_layer_flags(parser: argparse.ArgumentParser) -> None:
@@ -279,21 +322,24 @@ def add_device_flags(parser: argparse.ArgumentParser) -> None:
 def load_run_data(args, seed: int, rank: int = 0):
     """Step 1 of a run: ``(lesson, validation_data, validation_split, notice)``.
 
-    The lesson's way: validate on the test split (``validation_data``); without one, or with
-    ``--validation-split``, on the last fraction of the training images (default 0.2). With
+    The lessons' way: validate on DIR/val/ (2026), else on the test split (2023); without
+    either, or with ``--validation-split``, on the last fraction of the training images
+    (default 0.2), as Keras's ``validation_split`` does. With
     no data asked for and no CIFAR-10 to be had, the built-in shapes stand in (``notice``
     says so, and ``args.dataset`` records it for --resume and evaluate.py).
     """
     with distributed.local_main_process_first():  # [torchrun] one download per machine, not a race
-        lesson, notice = data.load_data_or_shapes(args.dataset, args.data_dir, limit=args.limit, seed=seed)
+        lesson, notice = data.load_data_or_shapes(
+            args.dataset, args.data_dir, limit=args.limit, seed=seed, **data_options(args)
+        )
     if notice is not None:
         args.dataset = "shapes"
         if rank == 0:
             print(f"notice: {notice}")
     validation_data, validation_split = None, args.validation_split
-    if validation_split is None and lesson.test_images is not None:
-        validation_data = (lesson.test_images, lesson.test_labels)
-    elif validation_split is None:
+    if validation_split is None:  # the 2026 lesson's val/ folder, else the 2023 lesson's test split
+        validation_data = lesson.split("val") or lesson.split("test")
+    if validation_split is None and validation_data is None:
         validation_split = 0.2
     return lesson, validation_data, validation_split, notice
 

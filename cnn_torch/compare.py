@@ -664,7 +664,7 @@ def compare(
 # The flags of a comparison that a resumed one takes from its comparison.json.
 COMPARISON_FLAGS = (
     "model", "dataset", "data_dir", "validation_split", "limit", "seed", "precision", "monitor", "deterministic",
-    "epochs", "folds",
+    "epochs", "folds", "image_size", "classes", "crop_to_aspect_ratio", "pad_to_aspect_ratio",
 )
 
 
@@ -721,7 +721,7 @@ def run_from_flags(args) -> Comparison:
     _, device, seed = process.start(args.device, args.seed, args.deterministic)
     directory = Path(args.out) if args.out else Path("runs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
-    # the data, as scripts/train.py loads it: the test split validates, else the last 20%
+    # the data, as scripts/train.py loads it: val/ validates, else the test split, else the last 20%
     lesson, validation_data, validation_split, _ = cli.load_run_data(args, seed)
     if args.folds is not None:  # K-fold: every fold of the training data validates in turn
         validation_data, validation_split = None, None

@@ -191,11 +191,13 @@ def load_image(
     return resize(image, image_size, crop_to_aspect_ratio, pad_to_aspect_ratio).contiguous()
 
 
-def load_images(paths: Sequence[str | os.PathLike], image_size: tuple[int, int], channels: int = 3) -> torch.Tensor:
-    """Several image files as one ``uint8`` (N, channels, height, width) batch."""
+def load_images(
+    paths: Sequence[str | os.PathLike], image_size: tuple[int, int], channels: int = 3, **aspect: bool
+) -> torch.Tensor:
+    """Several image files as one ``uint8`` (N, channels, height, width) batch; ``aspect`` as :func:`load_image`."""
     if not paths:
         raise UserError("no image files given: pass one or more image paths")
-    return torch.stack([load_image(path, image_size, channels) for path in paths])
+    return torch.stack([load_image(path, image_size, channels, **aspect) for path in paths])
 
 
 def to_model_input(images: torch.Tensor, normalisation: dict) -> torch.Tensor:

@@ -45,7 +45,8 @@ def _draw(ax, frame: pd.DataFrame, metric: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG, atomically (a crash never leaves half a file), and close it."""
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -60,13 +61,13 @@ def plot_history(history: History, fig_dir: str | os.PathLike, run_name: str, ti
         fig, ax = plt.subplots(figsize=(6, 4))
         _draw(ax, frame, metric)
         ax.set_title(f"{title}: {metric}")
-        paths.append(_save(fig, fig_dir / f"{run_name}_{metric}.png"))
+        paths.append(save_figure(fig, fig_dir / f"{run_name}_{metric}.png"))
     fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(11, 4))
     _draw(loss_ax, frame, "loss")
     _draw(accuracy_ax, frame, "accuracy")
     fig.suptitle(title)
     fig.text(0.5, -0.02, TRAIN_NOTE, ha="center", fontsize=8, color="gray")
-    paths.append(_save(fig, fig_dir / f"{run_name}_history.png"))
+    paths.append(save_figure(fig, fig_dir / f"{run_name}_history.png"))
     return paths
 
 
@@ -84,7 +85,7 @@ def plot_confusion_matrix(matrix, class_names: list[str], path: str | os.PathLik
     ax.set_title(title)
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
     plt.setp(ax.get_yticklabels(), rotation=0)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 # --- several runs on one figure (scripts/compare.py, scripts/plot_history.py RUN_A RUN_B ...) ---
@@ -136,4 +137,4 @@ def overlay_histories(histories: Mapping[str, History], title: str = ""):
 
 def plot_comparison(histories: Mapping[str, History], path: str | os.PathLike, title: str = "") -> Path:
     """Draw :func:`overlay_histories` and write it to ``path`` (PNG, atomically)."""
-    return _save(overlay_histories(histories, title), Path(path))
+    return save_figure(overlay_histories(histories, title), Path(path))

@@ -188,6 +188,17 @@ class RunRecorder:
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(epoch + 1))
 
 
+def read_run_flags(run_dir: Path) -> dict:
+    """The flags a run was started with (its run.json), or {} for a checkpoint kept without one."""
+    import json
+
+    try:
+        flags = json.loads((Path(run_dir) / "run.json").read_text()).get("flags", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return flags if isinstance(flags, dict) else {}
+
+
 def load_resume(args) -> dict:
     """Read RUN_DIR/last.pt and put the run's own flags back into ``args``.
 
@@ -306,7 +317,23 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
         write_run_record(run_dir, record)
         if not args.quiet:
             print_run_start(record, model, optimizer, run_dir)
+        if not args.resume:  # episode 02's imshow grid: what the model is about to learn from
+            figure = write_train_images(lesson, args, run_dir, record["data"]["name"])
+            if not args.quiet:
+                print(f"Images:     {shown_path(figure)}", flush=True)
     return Run(run_dir, record, recorder, history, initial_epoch, rank)
+
+
+def write_train_images(lesson, args, run_dir: Path, data_name: str) -> Path:
+    """``<run>_train_images.png`` in the run's figure folder: 25 training images with their classes."""
+    from cnn_torch.image_grids import pick, save_images, show_images
+
+    chosen = pick(lesson.train_labels, 25, seed=0)
+    height, width = lesson.image_size
+    fig = show_images(lesson.train_images[chosen], lesson.train_labels[chosen], lesson.class_names,
+                      title=f"{data_name}: training images ({height}x{width}) and their classes")  # fmt: skip
+    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
+    return save_images(fig, fig_dir / f"{safe_name(run_dir.name)}_train_images.png")
 
 
 def write_nan_report(run_dir: Path, error) -> Path:
@@ -359,8 +386,12 @@ def describe_data(lesson, validation_split: float | None, batch_size: int, notic
         val_count, validation = total - train_count, f"the last {validation_split:g} of the training images"
         if limit is not None:  # --limit counts the images before the cut: say where the rest went
             validation = f"the last {validation_split:g} of the {total:,} images --limit took"
-    else:
-        train_count, val_count, validation = total, len(lesson.test_labels), "the test split"
+    elif lesson.val_images is not None:  # the 2026 lesson: a val/ folder beside train/
+        train_count, val_count = total, len(lesson.val_labels)
+        validation = f"the val split: {lesson.split_sources.get('val', 'val/')}"
+    else:  # the 2023 lesson validates on the test split
+        train_count, val_count = total, len(lesson.test_labels)
+        validation = "the test split" + (f": {lesson.split_sources['test']}" if "test" in lesson.split_sources else "")
     if lesson.source.startswith("folder:"):
         name = Path(lesson.source.removeprefix("folder:")).name
     else:
@@ -375,6 +406,11 @@ def describe_data(lesson, validation_split: float | None, batch_size: int, notic
         "val_images": val_count,
         "validation": validation,
         "steps_per_epoch": math.ceil(train_count / batch_size),
+        "splits": dict(lesson.split_sources),  # where train, val and test came from
+        "test_images": None if lesson.test_labels is None else len(lesson.test_labels),
+        "class_names": list(lesson.class_names),
+        # each size that was resized to image_size, with its count: {"64x64": 120, ...}
+        "resized_from": {f"{h}x{w}": count for (h, w), count in lesson.resized_from.items()},
     }
 
 
@@ -387,7 +423,13 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
     learning_rate = optimizer.param_groups[0]["lr"]
     print(f"Data:       {data['name']}: {data['train_images']:,} training images, {data['classes']} classes,"
           f" {height}x{width}")
+    if data.get("resized_from"):  # what image_dataset_from_directory(image_size=...) did silently
+        sizes = sorted(data["resized_from"].items(), key=lambda item: -item[1])
+        shown = ", ".join(size for size, _ in sizes[:4]) + (", ..." if len(sizes) > 4 else "")
+        print(f"Resized:    {counted(sum(data['resized_from'].values()), 'image')} from {shown} to {height}x{width}")
     print(f"Validation: {data['val_images']:,} images ({data['validation']})")
+    if data.get("test_images") and "val" in data.get("splits", {}):
+        print(f"Test:       {data['test_images']:,} images kept for evaluate.py ({data['splits']['test']})")
     print(f"Model:      {flags['model']}, {count_params(model):,} parameters")
     print(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: CrossEntropyLoss")
     print(f"Batches:    {flags['batch_size']} images, {counted(data['steps_per_epoch'], 'step')} per epoch,"

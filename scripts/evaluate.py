@@ -25,6 +25,8 @@ from cnn_torch import cli, data, metrics, runs  # noqa: E402
 from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cnn_torch.device import resolve_device  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
+from cnn_torch.evaluation import predict  # noqa: E402
+from cnn_torch.image_grids import pick, save_images, show_images  # noqa: E402
 from cnn_torch.plots import plot_confusion_matrix  # noqa: E402
 
 
@@ -36,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=["test", "val"],
         default=None,
         help="test: the test split (CIFAR-10's, or DIR/test/); val: the run's validation split"
-        " (default: test, or val when the data has no test split)",
+        " (DIR/val/, or what train.py held out; default: test, or val when the data has no test split)",
     )
     parser.add_argument(
         "--dataset",
@@ -48,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--data-dir", default=None, help="default: the run's; a CIFAR-10 download folder or an image-folder tree"
     )
     parser.add_argument("--limit", type=int, default=None, help="train.py's --limit (default: the run's)")
+    cli.add_image_flags(parser)  # defaults: the run's (run.json), the model's input size
     parser.add_argument(
         "--batch-size", type=int, default=32, help="does not change the results (default: 32, as Keras's evaluate)"
     )
@@ -90,7 +93,13 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     )
     figure_path = fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_confusion_matrix.png"
     figure = plot_confusion_matrix(matrix, class_names, figure_path, title)
-    report.update(split=args.split, checkpoint=str(checkpoint_path), data=source, figure=str(figure))
+    # episodes 05/06: test images with their true and predicted class, the wrong ones marked
+    chosen = pick(labels, 25, seed=0)
+    predicted = predict(model, images[chosen], device=device).argmax(dim=1)
+    grid = show_images(images[chosen], labels[chosen], class_names, f"{data_name}, {args.split} split", predicted)
+    images_figure = save_images(grid, fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_predictions.png")
+    report.update(split=args.split, checkpoint=str(checkpoint_path), data=source, figure=str(figure),
+                  images_figure=str(images_figure))  # fmt: skip
 
     # 4. show it
     if args.json:
@@ -104,6 +113,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     print("\nConfusion matrix (rows: true label, columns: predicted label):")
     print(metrics.format_confusion_matrix(matrix, class_names))
     print(f"\nFigure:      {figure}")
+    print(f"Images:      {images_figure}")
     return 0
 
 
@@ -124,7 +134,18 @@ def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict
         raise UserError(f"--limit must be a positive integer, got {limit}: try --limit 2000")
     seed = record.get("seed", checkpoint.get("seed"))
     _, height, width = checkpoint["input_shape"]
-    lesson = data.load_data(dataset, data_dir, limit=limit, seed=seed or 0, image_size=(height, width))
+    if args.image_size is not None and tuple(args.image_size) != (height, width):
+        raise UserError(
+            f"the model takes {height}x{width} images, not {args.image_size[0]}x{args.image_size[1]}:"
+            f" drop --image-size (every image is resized to {height}x{width})"
+        )
+    options = {  # resized and subset as the run's data was (run.json), unless the command line says otherwise
+        "image_size": (height, width),
+        "class_names": args.classes or flags.get("classes"),
+        "crop_to_aspect_ratio": args.crop_to_aspect_ratio or bool(flags.get("crop_to_aspect_ratio")),
+        "pad_to_aspect_ratio": args.pad_to_aspect_ratio or bool(flags.get("pad_to_aspect_ratio")),
+    }
+    lesson = data.load_data(dataset, data_dir, limit=limit, seed=seed or 0, **options)
     if lesson.class_names != checkpoint["class_names"]:
         raise UserError(
             f"the checkpoint was trained on the classes {', '.join(checkpoint['class_names'])} but {lesson.source}"
@@ -138,15 +159,17 @@ def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict
     if args.split == "test":
         if lesson.test_images is None:
             raise UserError(
-                f"{lesson.source} has no test split (no test/ or val/ folder): use --split val to evaluate"
+                f"{lesson.source} has no test split (no test/ folder): use --split val to evaluate"
                 " on the run's validation split"
             )
-        return lesson.test_images, lesson.test_labels, lesson.source, data_name
+        return lesson.test_images, lesson.test_labels, lesson.split_sources.get("test", lesson.source), data_name
 
-    # train.py's rule: validate on the test split when there is one and no --validation-split
+    # train.py's rule: validate on val/, else on the test split, when there is one and no --validation-split
     validation_split = flags.get("validation_split")
+    if validation_split is None and lesson.val_images is not None:
+        return lesson.val_images, lesson.val_labels, lesson.split_sources.get("val", lesson.source), data_name
     if record and validation_split is None and lesson.test_images is not None:
-        described = f"{lesson.source} (its test split, which the run validated on)"
+        described = f"{lesson.split_sources.get('test', lesson.source)} (the test split, which the run validated on)"
         return lesson.test_images, lesson.test_labels, described, data_name
     validation_split = validation_split or 0.2
     # Keras: the LAST fraction of the training images, before any shuffling

@@ -3,10 +3,11 @@
     python scripts/predict.py --checkpoint runs/<run>/best.pt photo.jpg
     python scripts/predict.py --checkpoint runs/<run>/best.pt a.png b.jpg --json
 
-Each file, of any size, is read like ``keras.utils.load_img(path, target_size=(32, 32))``:
-converted to RGB and resized (nearest neighbour) to the model's input size, then scaled
-like the training data (``/ 255.0``). The model outputs logits; the softmax turns them
-into the class probabilities the lesson's Keras model prints.
+Each file, of any size, is converted to RGB and resized to the model's input size exactly as
+training resized its images (bilinear, as ``image_dataset_from_directory(image_size=...)``;
+the lesson's ``keras.utils.load_img(target_size=...)`` would use nearest neighbour, a
+blockier image than the model learned from), then scaled like the training data (``/ 255.0``).
+The model outputs logits; the softmax turns them into the class probabilities the lesson's Keras model prints.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from cnn_torch import cli  # noqa: E402
+from cnn_torch import cli, runs  # noqa: E402
 from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cnn_torch.device import resolve_device  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
@@ -35,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=3, help="how many of the most probable classes to print")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
+    cli.add_image_flags(parser, with_classes=False)  # defaults: the model's input size, the run's aspect rule
     return parser.parse_args(argv)
 
 
@@ -50,9 +52,18 @@ def predict_files(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(checkpoint)
     class_names = checkpoint["class_names"]
 
-    # 2. the images: Keras's load_img(path, target_size=...) + img_to_array, then / 255.0
+    # 2. the images: read and resized as training read its images, then / 255.0
     channels, height, width = checkpoint["input_shape"]
-    images = load_images(args.images, (height, width), channels)
+    if args.image_size is not None and tuple(args.image_size) != (height, width):
+        raise UserError(
+            f"the model takes {height}x{width} images, not {args.image_size[0]}x{args.image_size[1]}:"
+            f" drop --image-size (every image is resized to {height}x{width})"
+        )
+    trained = runs.read_run_flags(Path(args.checkpoint).parent)  # the run's --crop/--pad-to-aspect-ratio
+    aspect = {
+        name: getattr(args, name) or bool(trained.get(name)) for name in ("crop_to_aspect_ratio", "pad_to_aspect_ratio")
+    }
+    images = load_images(args.images, (height, width), channels, **aspect)
     inputs = to_model_input(images, checkpoint["normalisation"])
 
     # 3. Keras's model.predict; softmax turns the logits into probabilities
