@@ -65,7 +65,7 @@ def show_images(
         image = images[i].detach().cpu()
         pixels = image.permute(1, 2, 0) if image.dtype == torch.uint8 else image.permute(1, 2, 0).clamp(0, 1)
         cmap = "gray" if pixels.shape[2] == 1 else None
-        ax.imshow(pixels.squeeze(2) if cmap else pixels, cmap=cmap, interpolation="nearest")
+        ax.imshow((pixels.squeeze(2) if cmap else pixels).numpy(), cmap=cmap, interpolation="nearest")
         true_name = class_names[int(labels[i])]
         if predictions is None:
             ax.set_title(true_name, fontsize=9)

@@ -72,9 +72,15 @@ def main(argv=None) -> int:
 def evaluate_checkpoint(args: argparse.Namespace) -> int:
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}: try --batch-size 32")
+    cli.check_device(args.device)
+    if args.fig_dir is not None:  # asked for: it must be writable, checked before any work
+        cli.check_writable_folder(args.fig_dir, "--fig-dir")
     # 1. the model, rebuilt from the checkpoint alone
     checkpoint_path = Path(args.checkpoint)
     checkpoint = load_checkpoint(checkpoint_path)
+    run_dir = checkpoint_path.resolve().parent
+    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
+    draw = cli.writable(fig_dir)  # a run shared read-only (an instructor's): the numbers still, then a note
     device = resolve_device(args.device)
     model = model_from_checkpoint(checkpoint).to(device)
     class_names = checkpoint["class_names"]
@@ -85,25 +91,28 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     # 3. Keras's model.evaluate, then predict -> confusion matrix and per-class accuracy
     report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device)
     matrix = torch.tensor(report["confusion_matrix"])
-    run_dir = checkpoint_path.resolve().parent
-    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
-    title = (
-        f"{checkpoint['model_name']} ({checkpoint_path.name}) on {data_name}, {args.split} split,"
-        f" accuracy {report['accuracy']:.3f}"
-    )
-    figure_path = fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_confusion_matrix.png"
-    figure = plot_confusion_matrix(matrix, class_names, figure_path, title)
-    # episodes 05/06: test images with their true and predicted class, the wrong ones marked
-    chosen = pick(labels, 25, seed=0)
-    predicted = predict(model, images[chosen], device=device).argmax(dim=1)
-    grid = show_images(images[chosen], labels[chosen], class_names, f"{data_name}, {args.split} split", predicted)
-    images_figure = save_images(grid, fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_predictions.png")
-    report.update(split=args.split, checkpoint=str(checkpoint_path), data=source, figure=str(figure),
-                  images_figure=str(images_figure))  # fmt: skip
+    figure = images_figure = None
+    if draw:
+        title = (
+            f"{checkpoint['model_name']} ({checkpoint_path.name}) on {data_name}, {args.split} split,"
+            f" accuracy {report['accuracy']:.3f}"
+        )
+        figure_path = fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_confusion_matrix.png"
+        figure = plot_confusion_matrix(matrix, class_names, figure_path, title)
+        # episodes 05/06: test images with their true and predicted class, the wrong ones marked
+        chosen = pick(labels, 25, seed=0)
+        predicted = predict(model, images[chosen], device=device).argmax(dim=1)
+        grid = show_images(images[chosen], labels[chosen], class_names, f"{data_name}, {args.split} split", predicted)
+        images_figure = save_images(grid, fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_predictions.png")
+    report.update(split=args.split, checkpoint=str(checkpoint_path), data=source,
+                  figure=figure and str(figure), images_figure=images_figure and str(images_figure))  # fmt: skip
+    note = f"note: no figures: {fig_dir} cannot be written (read-only): pass --fig-dir DIR to draw them"
 
     # 4. show it
     if args.json:
         print(json.dumps(report))
+        if not draw:
+            print(note, file=sys.stderr)
         return 0
     print(f"{checkpoint_path} ({checkpoint['model_name']}, {checkpoint['epoch']} epoch(s) trained)")
     print(f"{args.split} split: {report['num_samples']} images of {source}")
@@ -112,8 +121,11 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     print(metrics.format_per_class(matrix, class_names))
     print("\nConfusion matrix (rows: true label, columns: predicted label):")
     print(metrics.format_confusion_matrix(matrix, class_names))
-    print(f"\nFigure:      {figure}")
-    print(f"Images:      {images_figure}")
+    if draw:
+        print(f"\nFigure:      {figure}")
+        print(f"Images:      {images_figure}")
+    else:  # the results first, then what could not be done
+        print(f"\n{note}", file=sys.stderr)
     return 0
 
 

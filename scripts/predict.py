@@ -28,13 +28,13 @@ from cnn_torch.image_files import load_images, to_model_input  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt (required)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, BMP or GIF files of any size")
-    parser.add_argument("--top", type=int, default=3, help="how many of the most probable classes to print")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    parser.add_argument("--top", type=int, default=3, help="the most probable classes to print (default: 3)")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto (CUDA, MPS, CPU)"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
     cli.add_image_flags(parser, with_classes=False)  # defaults: the model's input size, the run's aspect rule
     return parser.parse_args(argv)
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
 def predict_files(args: argparse.Namespace) -> int:
     if args.top <= 0:
         raise UserError(f"--top must be a positive integer, got {args.top}: try --top 3")
+    cli.check_device(args.device)
     # 1. the model, rebuilt from the checkpoint alone
     checkpoint = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(checkpoint)
