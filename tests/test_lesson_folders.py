@@ -285,19 +285,20 @@ def test_train_validates_on_val_and_evaluate_defaults_to_test(tmp_path, cache_in
 def test_image_size_builds_the_model_for_it(tmp_path, cache_in_tmp):
     root = write_lesson_tree(tmp_path / "lesson")
     run_dir = tmp_path / "run64"
-    train = run_script(str(ROOT / "scripts/train.py"), "--data-dir", str(root), "--epochs", "1", "--out", str(run_dir),
-                       "--image-size", "64", "64", "--classes", "cat", "dog", "--quiet", env_cache=cache_in_tmp)  # fmt: skip
+    flags = ["--epochs", "1", "--out", str(run_dir), "--image-size", "64", "64", "--classes", "cat", "dog", "--quiet"]
+    train = run_script(str(ROOT / "scripts/train.py"), "--data-dir", str(root), *flags, env_cache=cache_in_tmp)
     assert train.returncode == 0, train.stderr
     from cnn_torch.checkpoints import load_checkpoint
     from cnn_torch.models import build_model, count_params
 
     checkpoint = load_checkpoint(run_dir / "model.pt")
     assert tuple(checkpoint["input_shape"]) == (3, 64, 64) and checkpoint["class_names"] == ["cat", "dog"]
-    keras = pytest.importorskip("keras") if os.environ.setdefault("KERAS_BACKEND", "torch") else None
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("keras")
     from cnn_torch.keras_compat import keras_model_like
 
     model = build_model("cifar_model_small", num_classes=2, input_shape=(3, 64, 64))
-    assert keras is not None and keras_model_like(model).count_params() == count_params(model)
+    assert keras_model_like(model).count_params() == count_params(model)  # Keras's summary, at 64x64
     assert count_params(model) != count_params(build_model("cifar_model_small", num_classes=2))
 
     wrong = run_script(str(ROOT / "scripts/predict.py"), "--checkpoint", str(run_dir / "model.pt"),
