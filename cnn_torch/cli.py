@@ -29,9 +29,10 @@ RUN_FLAGS = (
     "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
     "limit", "seed", "precision", "monitor", "patience", "min_delta", "restore_best_weights", "fig_dir",
     "deterministic", "dropout", "activation", "image_size", "classes", "crop_to_aspect_ratio", "pad_to_aspect_ratio",
+    "baseline", "start_from_epoch", "tensorboard",
 )
 # Of those, the ones a resumed run may be given anew: the given value wins (figures elsewhere, data moved).
-RESUME_MAY_CHANGE = ("fig_dir", "data_dir")
+RESUME_MAY_CHANGE = ("fig_dir", "data_dir", "tensorboard")
 
 
 def check_flags(args) -> None:
@@ -49,6 +50,7 @@ def check_flags(args) -> None:
         raise UserError(f"--dropout must be a rate from 0 up to (not including) 1, got {args.dropout}: try 0.5")
     if args.patience is not None and args.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
+    check_early_stopping_flags(args)
     if args.monitor not in MONITORS:
         keras_name = {"val_acc": "val_accuracy", "acc": "accuracy"}.get(args.monitor)
         hint = f" (Keras 1 called {keras_name} {args.monitor})" if keras_name else ""
@@ -63,6 +65,23 @@ def check_flags(args) -> None:
     if args.resume is None and args.out is not None:  # a new run must not overwrite a finished one
         check_out_is_new(args.out)
     check_output_folders(args)
+
+
+def check_early_stopping_flags(args) -> None:
+    """--baseline and --start-from-epoch tune early stopping, which --patience turns on; --tensorboard
+    needs the tensorboard package and a folder it can write."""
+    if args.start_from_epoch < 0:
+        raise UserError(f"--start-from-epoch must be 0 or more, got {args.start_from_epoch}: try --start-from-epoch 2")
+    tuned = [flag for flag, given in (("--baseline", args.baseline is not None),
+                                      ("--start-from-epoch", args.start_from_epoch > 0)) if given]  # fmt: skip
+    if tuned and args.patience is None:
+        verb = "tunes" if len(tuned) == 1 else "tune"
+        raise UserError(f"{' and '.join(tuned)} {verb} early stopping, which is off: add --patience N (e.g. 3)")
+    if args.tensorboard is not None:
+        from cnn_torch.tensorboard import summary_writer_class
+
+        summary_writer_class()  # installed, or one line saying how to install it
+        check_writable_folder(args.tensorboard, "--tensorboard")
 
 
 def check_learning_rate(learning_rate: float | None) -> None:
@@ -345,13 +364,27 @@ def load_run_data(args, seed: int, rank: int = 0):
 
 
 def early_stopping(args):
-    """Keras's ``EarlyStopping`` from --patience, --monitor, --min-delta and --restore-best-weights
-    (None without --patience)."""
+    """Keras's ``EarlyStopping`` from --patience, --monitor, --min-delta, --baseline, --start-from-epoch
+    and --restore-best-weights (None without --patience). It always says when it stops and
+    which epoch's weights it puts back (Keras's ``verbose=1`` messages)."""
     from cnn_torch.stopping import EarlyStopping
 
     if args.patience is None:
         return None
-    return EarlyStopping(args.monitor, args.patience, args.min_delta, args.restore_best_weights)
+    return EarlyStopping(
+        monitor=args.monitor, min_delta=args.min_delta, patience=args.patience, verbose=1, baseline=args.baseline,
+        restore_best_weights=args.restore_best_weights, start_from_epoch=args.start_from_epoch,
+    )  # fmt: skip
+
+
+def tensorboard(args, model, optimizer, iterations: int):
+    """Keras's ``TensorBoard(log_dir, histogram_freq=1)`` from --tensorboard DIR (None without it);
+    ``iterations``: the optimizer steps a resumed run has already taken."""
+    from cnn_torch.tensorboard import TensorBoard
+
+    if args.tensorboard is None:
+        return None
+    return TensorBoard(args.tensorboard, histogram_freq=1, model=model, optimizer=optimizer, iterations=iterations)
 
 
 # --- the one-line error exit ---------------------------------------------------------------------

@@ -60,14 +60,16 @@ def global_batch_loss(local_mean_loss: torch.Tensor, local_size: int, global_siz
 def all_reduce_sums(*sums: torch.Tensor) -> list[torch.Tensor]:
     """Add up metric sums (loss x samples, correct, seen) across ranks; identity in one process.
 
-    The sums travel as float64, so counts stay exact and the division happens once, after.
+    The sums travel as float64, so counts stay exact, and come back in their own dtypes, so
+    the division after is the float32 one a single process does: the History then holds
+    float32 values (0.11764705926179886 for 2/17, not 0.11764705882352941), as Keras's does.
     """
     _, world_size = rank_and_world_size()
     if world_size == 1:
         return list(sums)
     stacked = torch.stack([s.to(torch.float64) for s in sums])
     dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-    return list(stacked.unbind())
+    return [total.to(s.dtype) for s, total in zip(sums, stacked.unbind(), strict=True)]
 
 
 def wrap_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

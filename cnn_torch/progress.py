@@ -1,71 +1,180 @@
-"""What ``fit`` prints: Keras's verbose levels, sized to where the output goes.
+"""What ``fit`` prints: Keras 3's lines, character for character, sized to the terminal.
 
-- verbose=1: a bar per epoch with the running loss and accuracy (Keras's bar), then, as the
-  epoch ends, the epoch's line with every number, wrapped to the terminal's width so that
-  nothing is cut on an 80-column terminal.
-- verbose=2: one line per epoch, for logs, notebooks, files and clusters.
-- verbose=0: silent.
-``"auto"`` picks 1 on a terminal and 2 otherwise, so logs are never flooded. Everything
-goes to stdout, where Keras prints it (notebooks paint stderr as errors).
+Keras prints ``Epoch 1/10`` as an epoch starts (not when ``epochs=1``), then, by verbose level:
+
+- verbose=1, a bar redrawn in place while the epoch runs, with the running means::
+
+       120/1250 ━━━━━━━━━━━━━━━━━━━━ 1:02 12ms/step - accuracy: 0.3221 - loss: 1.8530
+
+  and, as the epoch ends, the full bar with the elapsed time and every number (one line in
+  Keras; here wrapped between two numbers when the terminal is narrower, 80 columns below)::
+
+      1250/1250 ━━━━━━━━━━━━━━━━━━━━ 15s 12ms/step - accuracy: 0.4738 - loss: 1.4651
+        val_accuracy: 0.5507 - val_loss: 1.2736
+
+- verbose=2, only the end-of-epoch line: ``1250/1250 - 15s - 12ms/step - accuracy: 0.4738 - ...``.
+- verbose=0: nothing.
+
+(keras/src/utils/progbar.py and callbacks/progbar_logger.py, in our words.) Two things are
+ours: the running bar shrinks (then drops its bar, its time per step, its ETA) so that it
+fits the terminal and the running loss stays in view, and the end-of-epoch line at
+verbose=1 wraps between numbers instead of being cut mid-number at 80 columns.
+``"auto"`` picks 1 on a terminal and 2 otherwise (Keras picks 1), so logs, files and
+notebooks get one line per epoch, not every redraw of a bar. Everything goes to stdout,
+where Keras prints it (notebooks paint stderr as errors).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
 
-from tqdm import tqdm  # the plain bar: tqdm.auto would want Jupyter widgets (a warning without them)
+from cnn_torch.errors import UserError
+
+BAR_WIDTH = 20  # Keras's
+MIN_BAR_WIDTH = 5  # narrower than this, the bar goes and the numbers keep their room
+REDRAW_INTERVAL = 0.05  # seconds: Keras redraws the bar at most this often
+# Keras's styles: bold step count and time, green for the done part of the bar, white for the rest
+BOLD, GREEN, WHITE, RESET = "\x1b[1m", "\x1b[32m", "\x1b[37m", "\x1b[0m"
+ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def resolve_verbose(verbose: int | str) -> int:
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise UserError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}: try verbose='auto'")
     return int(verbose)
 
 
-def format_logs(logs: dict[str, float]) -> str:
-    return " - ".join(f"{key}: {value:.4f}" for key, value in sorted(logs.items()))
+def format_value(value: float, verbose: int = 1) -> str:
+    """A number as Keras's bar shows it: 4 decimals, or scientific notation at 0.001 and below
+    (verbose=1 looks at the absolute value, verbose=2 at the value itself)."""
+    large = abs(value) > 1e-3 if verbose == 1 else value > 1e-3
+    return f"{value:.4f}" if large else f"{value:.4e}"
+
+
+def format_logs(logs: dict[str, float], verbose: int = 1) -> list[str]:
+    """``["accuracy: 0.4738", "loss: 1.4651", ...]``, sorted by key as Keras 3 keeps its logs."""
+    return [f"{key}: {format_value(value, verbose)}" for key, value in sorted(logs.items())]
+
+
+def format_step_time(seconds: float) -> str:
+    """Keras's time per step: ``2s/step``, ``12ms/step`` or ``850us/step``."""
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"
+
+
+def format_eta(seconds: float) -> str:
+    """Keras's time left: ``42s``, ``1:02`` or ``1:02:03``."""
+    if seconds > 3600:
+        return f"{seconds // 3600:.0f}:{(seconds % 3600) // 60:02.0f}:{seconds % 60:02.0f}"
+    if seconds > 60:
+        return f"{seconds // 60:.0f}:{seconds % 60:02.0f}"
+    return f"{seconds:.0f}s"
+
+
+def visible_length(text: str) -> int:
+    return len(ESCAPE.sub("", text))
 
 
 def wrap_parts(parts: list[str], width: int) -> str:
-    """Join ``parts`` with " - " on as few lines as fit in ``width`` columns; a part is never cut."""
+    """Join ``parts`` with " - " on as few lines as fit in ``width`` columns; a part is never cut.
+    Continuation lines are indented by two spaces; colour codes take no room."""
     lines = [parts[0]]
     for part in parts[1:]:
-        if len(lines[-1]) + 3 + len(part) <= width:
+        if visible_length(lines[-1]) + 3 + len(part) <= width:
             lines[-1] += " - " + part
         else:
             lines.append("  " + part)
     return "\n".join(lines)
 
 
+def terminal_width() -> int:
+    return shutil.get_terminal_size().columns
+
+
 class EpochProgress:
-    """One epoch's progress display. ``update`` is called every few steps, not every step."""
+    """One epoch's lines. ``update(step, logs)`` feeds the running means (every few steps and
+    after the first one); ``close(logs)`` prints the epoch's line, or ``close(None)`` ends
+    an interrupted bar."""
 
     def __init__(self, verbose: int, epoch: int, epochs: int, steps: int):
-        self.verbose, self.steps, self.started = verbose, steps, time.perf_counter()
-        self.header = f"Epoch {epoch + 1}/{epochs}"
-        self.bar = None
-        if verbose == 1:
-            # leave=False: the bar gives way to the epoch's line, which holds every number
-            self.bar = tqdm(total=steps, desc=self.header, unit="step", leave=False, file=sys.stdout,
-                            dynamic_ncols=True)  # fmt: skip
+        self.verbose, self.steps = verbose, steps
+        self.started = time.time()  # Keras: the bar is made as the epoch begins
+        self.after_first_step: float | None = None
+        self.last_drawn, self.drawn_width = 0.0, 0
+        self.count_digits = len(str(steps))
+        if verbose and epochs > 1:  # Keras leaves the header out when there is one epoch
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+
+    def seconds_per_step(self, step: int, now: float) -> float:
+        """Keras's estimate: the first step (warm-up, compilation) is left out once there are more."""
+        if step == 1:
+            self.after_first_step = now
+        if self.after_first_step is not None and step > 1:
+            return (now - self.after_first_step) / (step - 1)
+        return (now - self.started) / step
 
     def update(self, step: int, logs: dict[str, float]) -> None:
-        if self.bar is not None:
-            self.bar.update(step - self.bar.n)
-            self.bar.set_postfix_str(format_logs(logs), refresh=True)
+        if self.verbose != 1:  # Keras's verbose=2 bar sees only the end of the epoch
+            return
+        now = time.time()
+        per_step = self.seconds_per_step(step, now)
+        if now - self.last_drawn < REDRAW_INTERVAL:
+            return
+        self.last_drawn = now
+        eta = format_eta(per_step * (self.steps - step))
+        self.draw(self.running_line(step, eta, format_step_time(per_step), format_logs(logs), terminal_width() - 1))
+
+    def count(self, step: int) -> str:
+        return f"{step:>{self.count_digits}}/{self.steps}"
+
+    def bar(self, step: int, width: int) -> str:
+        done = int(width * step / self.steps)
+        return (f"{GREEN}{'━' * done}{RESET}" if done > 0 else "") + f"{WHITE}{'━' * (width - done)}{RESET}"
+
+    def running_line(self, step: int, eta: str, per_step: str, numbers: list[str], width: int) -> str:
+        """Keras's running bar, made to fit ``width`` columns: the bar narrows, then the bar, the
+        time per step and the time left go, in that order; the numbers stay."""
+        count, numbers_text = f"{BOLD}{self.count(step)}{RESET}", "".join(f" - {n}" for n in numbers)
+        times = [f" {BOLD}{eta}{RESET}", f" {per_step}"]
+        for kept in (2, 1, 0):
+            tail = "".join(times[:kept]) + numbers_text
+            room = width - visible_length(count) - 1 - visible_length(tail)
+            if kept == 2 and room >= MIN_BAR_WIDTH:
+                return f"{count} {self.bar(step, min(BAR_WIDTH, room))}{tail}"
+            if visible_length(count + tail) <= width:
+                return count + tail
+        return ESCAPE.sub("", count + numbers_text)[:width]  # a very narrow window: as much as fits
+
+    def draw(self, text: str, end: str = "") -> None:
+        """Redraw the bar in place: back to the line's start, then blank out what is left of the last one."""
+        first, _, rest = text.partition("\n")
+        width = visible_length(first)
+        padding = " " * max(self.drawn_width - width, 0)
+        sys.stdout.write("\r" + first + padding + ("\n" + rest if rest else "") + end)
+        sys.stdout.flush()
+        self.drawn_width = width
 
     def close(self, logs: dict[str, float] | None) -> None:
-        seconds = time.perf_counter() - self.started
-        if self.bar is not None:
-            self.bar.close()
-        if logs is None or self.verbose == 0:  # interrupted: the bar stays where it stood
+        now = time.time()
+        if self.verbose == 1 and logs is None:  # interrupted: the bar stays where it stood, the next line below it
+            if self.drawn_width:
+                print(flush=True)
             return
-        ms_per_step = 1000 * seconds / max(self.steps, 1)
-        parts = [self.header, f"{self.steps} steps", f"{seconds:.1f}s", f"{ms_per_step:.0f}ms/step"]
-        parts += [f"{key}: {value:.4f}" for key, value in sorted(logs.items())]
-        width = shutil.get_terminal_size().columns if self.verbose == 1 else 10_000  # logs: one line
-        print(wrap_parts(parts, width), flush=True)
+        if self.verbose == 0 or logs is None:
+            return
+        per_step = format_step_time(self.seconds_per_step(self.steps, now))
+        elapsed = f"{now - self.started:.0f}s"
+        if self.verbose == 2:
+            print(" - ".join([self.count(self.steps), elapsed, per_step, *format_logs(logs, 2)]), flush=True)
+            return
+        count = f"{BOLD}{self.count(self.steps)}{RESET}"
+        head = f"{count} {self.bar(self.steps, BAR_WIDTH)} {BOLD}{elapsed}{RESET} {per_step}"
+        self.draw(wrap_parts([head, *format_logs(logs)], terminal_width()), end="\n")

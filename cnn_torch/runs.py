@@ -28,13 +28,13 @@ import torch
 
 from cnn_torch import distributed
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
-from cnn_torch.cli import check_break_at, check_out_is_new, counted, script_command
+from cnn_torch.cli import check_break_at, check_out_is_new, counted, early_stopping, script_command, tensorboard
 from cnn_torch.errors import UserError
 from cnn_torch.fileio import write_json
 from cnn_torch.history import History, save_history
 from cnn_torch.lesson_data import validation_cut
 from cnn_torch.progress import wrap_parts
-from cnn_torch.stopping import Improvement
+from cnn_torch.stopping import EarlyStopping, Improvement
 
 
 def safe_name(text: str) -> str:
@@ -124,7 +124,7 @@ def recorded_flags(args, lesson=None) -> dict:
     """The run's flags for run.json: paths absolute, so the record works from any folder.
     A default CIFAR-10 run records where it read CIFAR-10 from (``data/`` in the folder it started in)."""
     flags = {name: value for name, value in vars(args).items() if name != "given"}
-    for name in ("data_dir", "out", "fig_dir", "resume"):
+    for name in ("data_dir", "out", "fig_dir", "resume", "tensorboard"):
         if flags.get(name) is not None:
             flags[name] = str(Path(flags[name]).expanduser().resolve())
     if lesson is not None and lesson.source == "cifar10" and flags.get("data_dir") is None:
@@ -163,12 +163,15 @@ def start_record(flags: dict, seed: int, device: torch.device, data: dict | None
 
 
 class RunRecorder:
-    """The CLI's ``on_epoch_end`` hook: after every epoch write the history, ``last.pt``
-    and, on strict improvement of ``monitor``, ``best.pt``. Nothing else."""
+    """The CLI's ``on_epoch_end`` hook: after every epoch write the history, ``last.pt``,
+    on strict improvement of ``monitor`` ``best.pt``, and with --tensorboard the TensorBoard
+    logs (Keras's ``TensorBoard`` callback, :mod:`cnn_torch.tensorboard`). Nothing else."""
 
-    def __init__(self, run_dir: Path, model, optimizer, history: History, class_names, seed, monitor="val_loss"):
+    def __init__(self, run_dir: Path, model, optimizer, history: History, class_names, seed, monitor="val_loss",
+                 tensorboard=None):  # fmt: skip
         self.run_dir, self.model, self.optimizer = run_dir, model, optimizer
         self.history, self.class_names, self.seed = history, class_names, seed
+        self.tensorboard = tensorboard
         self.best = Improvement(monitor)
         for epoch in history.epoch:  # a resumed run picks up the best value so far
             logs = {key: values[epoch - history.epoch[0]] for key, values in history.history.items()}
@@ -186,6 +189,8 @@ class RunRecorder:
         save_checkpoint(self.run_dir / "last.pt", self.checkpoint(epoch + 1, resumable=True))
         if self.best.monitor in logs and self.best.update(epoch, logs):
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(epoch + 1))
+        if self.tensorboard is not None:
+            self.tensorboard(epoch, logs)
 
 
 def read_run_flags(run_dir: Path) -> dict:
@@ -242,8 +247,8 @@ def load_resume(args) -> dict:
             f" {', '.join(_flag(name) for name in conflicts)}, or start a new run with them"
         )
     for name in RUN_FLAGS:
-        if name in RESUME_MAY_CHANGE and name in given and flags.get(name) is not None:
-            if Path(getattr(args, name)).resolve() != Path(flags[name]).resolve():
+        if name in RESUME_MAY_CHANGE and name in given:
+            if flags.get(name) is not None and Path(getattr(args, name)).resolve() != Path(flags[name]).resolve():
                 note = f"the {_flag(name)} given, {getattr(args, name)}, not the run's {flags[name]}"
                 print(f"note: --resume uses {note}", file=sys.stderr)
             continue
@@ -281,7 +286,7 @@ def _same_flag(name: str, value, flags: dict) -> bool:
 @dataclass
 class Run:
     """An open run directory: where it is, its run.json record, the ``on_epoch_end`` recorder,
-    and the History ``fit`` continues (empty for a new run)."""
+    the History ``fit`` continues (empty for a new run) and the EarlyStopping it is given (if any)."""
 
     run_dir: Path
     record: dict
@@ -289,6 +294,7 @@ class Run:
     history: History
     initial_epoch: int
     rank: int
+    early_stopping: EarlyStopping | None = None
 
 
 def open_run(args, seed: int, device, rank: int, lesson, validation_split, notice, model, optimizer,
@@ -312,7 +318,9 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
             check_out_is_new(run_dir)
     run_dir = Path(distributed.from_rank_0(str(run_dir)))  # [torchrun] rank 0's directory on every rank
     record = start_record(recorded_flags(args, lesson), seed, device, data)
-    recorder = RunRecorder(run_dir, model, optimizer, history, lesson.class_names, seed, args.monitor)
+    iterations = initial_epoch * data["steps_per_epoch"]  # the optimizer steps a resumed run has taken
+    recorder = RunRecorder(run_dir, model, optimizer, history, lesson.class_names, seed, args.monitor,
+                           tensorboard(args, model, optimizer, iterations))  # fmt: skip
     if rank == 0:
         write_run_record(run_dir, record)
         if not args.quiet:
@@ -321,7 +329,7 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
             figure = write_train_images(lesson, args, run_dir, record["data"]["name"])
             if not args.quiet:
                 print(f"Images:     {shown_path(figure)}", flush=True)
-    return Run(run_dir, record, recorder, history, initial_epoch, rank)
+    return Run(run_dir, record, recorder, history, initial_epoch, rank, early_stopping(args))
 
 
 def write_train_images(lesson, args, run_dir: Path, data_name: str) -> Path:
@@ -363,15 +371,21 @@ def close_run(run: Run, status: str, args) -> int:
     run.record.update(ended=dt.datetime.now().isoformat(timespec="seconds"), status=status,
                       epochs_done=len(history.epoch))  # fmt: skip
     write_run_record(run_dir, run.record)
+    # EarlyStopping(restore_best_weights=True) put an earlier epoch's weights back: model.pt says which
+    restored = run.early_stopping.restored_epoch if run.early_stopping is not None else None
     if status == "finished":
-        save_checkpoint(run_dir / "model.pt", run.recorder.checkpoint(len(history.epoch) and history.epoch[-1] + 1))
+        weights_epoch = restored + 1 if restored is not None else len(history.epoch) and history.epoch[-1] + 1
+        save_checkpoint(run_dir / "model.pt", run.recorder.checkpoint(weights_epoch))
+    if run.recorder.tensorboard is not None:
+        run.recorder.tensorboard.close()
     unlock_run_dir(run_dir)  # every file of the run is written: another process may resume it now
     from cnn_torch.plots import plot_history  # here: matplotlib takes a while, and a bad flag should not wait
 
     fig_dir = Path(args.fig_dir) if args.fig_dir is not None else run_dir / "fig"
     title = f"{args.model} on {run.record['data']['name']}"
     figures = plot_history(history, fig_dir, safe_name(run_dir.name), title=title) if history.epoch else []
-    print_summary(run_dir, figures, history, status, run.record["data"])
+    print_summary(run_dir, figures, history, status, run.record["data"], restored if status == "finished" else None,
+                  args.tensorboard)  # fmt: skip
     return EXIT_CODES[status]
 
 
@@ -438,7 +452,8 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
     print(f"Run:        {shown_path(run_dir)}", flush=True)
 
 
-def print_summary(run_dir: Path, figures: list[Path], history: History, status: str, data: dict | None = None) -> None:
+def print_summary(run_dir: Path, figures: list[Path], history: History, status: str, data: dict | None = None,
+                  restored_epoch: int | None = None, tensorboard: str | None = None) -> None:  # fmt: skip
     if status == "interrupted" and history.epoch:
         print(f"Interrupted: the {len(history.epoch)} finished epoch(s) are saved in {run_dir}.")
         epochs = history.params.get("epochs", "")
@@ -450,6 +465,11 @@ def print_summary(run_dir: Path, figures: list[Path], history: History, status: 
     if history.epoch:
         last = [f"{key}: {values[-1]:.4f}" for key, values in sorted(history.history.items())]
         print(wrap_parts([f"Last epoch ({history.epoch[-1] + 1})", *last], shutil.get_terminal_size().columns))
+    if restored_epoch is not None and restored_epoch in history.epoch:  # the weights model.pt holds
+        row = history.epoch.index(restored_epoch)
+        best = [f"{key}: {values[row]:.4f}" for key, values in sorted(history.history.items())]
+        print(wrap_parts([f"Restored epoch ({restored_epoch + 1}), in model.pt", *best],
+                         shutil.get_terminal_size().columns))  # fmt: skip
     if data is not None:
         fallback = " (built in: CIFAR-10 could not be downloaded)" if data.get("notice") else ""
         print(f"Data:        {data['name']}{fallback}, {data['train_images']:,} training images,"
@@ -461,3 +481,5 @@ def print_summary(run_dir: Path, figures: list[Path], history: History, status: 
             print(f"Checkpoint:  {run_dir / name}")
     for figure in figures:
         print(f"Figure:      {figure}")
+    if tensorboard is not None:
+        print(f"TensorBoard: tensorboard --logdir {shown_path(Path(tensorboard))}")

@@ -1,91 +1,149 @@
-"""Keras's ``EarlyStopping`` and ``ModelCheckpoint(save_best_only=True)`` bookkeeping, as
-one small object that ``fit`` asks once per epoch. No callback framework.
+"""Keras's ``EarlyStopping`` and ``ModelCheckpoint(save_best_only=True)`` rules, as two small
+objects asked once per epoch. No callback framework.
 
-Semantics (keras/src/callbacks/early_stopping.py, in our words):
-- the monitored value improves only if it beats the best so far by more than
-  ``|min_delta|`` (strictly); ``val_loss`` and other losses are minimised, accuracies
-  maximised;
-- every epoch without improvement adds one to ``wait``; training stops when
-  ``wait >= patience``, after that epoch is logged;
-- with ``restore_best_weights`` the best epoch's weights are put back at the end of
-  training, whether or not it stopped early.
+The rules (keras/src/callbacks/monitor_callback.py and early_stopping.py, in our words):
+
+- Direction: ``mode='min'`` or ``'max'``; ``'auto'`` minimises ``loss``/``val_loss`` and
+  maximises ``accuracy``/``val_accuracy`` (Keras asks the metric which way is up).
+- Improvement: the value beats the reference by more than ``|min_delta|``. Keras compares
+  in float32: ``value - min_delta`` is worked out in Python (float64), then both sides are
+  rounded to float32 before ``<`` or ``>``. So with ``min_delta=0.01`` a loss going from
+  1.0071709 to 0.9971709 is *no* improvement: 0.9971709 + 0.01 rounds to the same float32.
+- ``EarlyStopping``, after each epoch: skip the epochs before ``start_from_epoch``; count
+  the epoch in ``wait``; on an improvement keep it as the best (and its weights) and, if it
+  also beats ``baseline``, set ``wait`` back to 0; without one, stop once
+  ``wait >= patience`` (never on epoch 0). At the end of training put the best weights back
+  (``restore_best_weights``), whether it stopped early or not. Everything is reset when a
+  new ``fit`` starts (Keras's ``on_train_begin``), so one object serves several fits.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
 
+from cnn_torch import distributed
 from cnn_torch.errors import UserError
 
 
-def monitor_mode(monitor: str) -> str:
-    """Keras ``mode='auto'``: maximise accuracies, minimise everything else."""
-    return "max" if "acc" in monitor else "min"
+def keras_mode(monitor: str, mode: str = "auto") -> str:
+    """'min' or 'max': ``mode`` itself, or for 'auto' the direction Keras infers from the name."""
+    if mode not in ("auto", "min", "max"):
+        raise UserError(f"mode must be 'auto', 'min' or 'max', got {mode!r}: try mode='auto'")
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    if name == "loss":
+        return "min"
+    if name == "accuracy":  # Keras: the accuracy metric's direction is "up"
+        return "max"
+    raise UserError(
+        f"mode='auto' cannot tell whether {monitor!r} should go up or down: pass mode='min' or mode='max'"
+    )
+
+
+def as_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as Keras's ``ops.less``/``ops.greater`` see it."""
+    return torch.tensor(value, dtype=torch.float32).item()
+
+
+def is_improvement(value: float, reference: float | None, mode: str, min_delta: float) -> bool:
+    """Keras's ``MonitorCallback._is_improvement``: beats ``reference`` by more than ``|min_delta|``
+    (always true when there is no reference yet), compared in float32."""
+    if reference is None:
+        return True
+    if mode == "min":
+        return as_float32(value + abs(min_delta)) < as_float32(reference)
+    return as_float32(value - abs(min_delta)) > as_float32(reference)
+
+
+def monitored_value(monitor: str, logs: dict[str, float]) -> float:
+    if monitor not in logs:
+        raise UserError(
+            f"cannot monitor {monitor!r}: the logs have {sorted(logs)}; pass validation data or monitor one of those"
+        )
+    return logs[monitor]
 
 
 class Improvement:
-    """Tracks the best value of one monitored metric (``ModelCheckpoint``'s test)."""
+    """The best value of one monitored metric so far (``ModelCheckpoint(save_best_only=True)``'s test)."""
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0):
-        self.monitor, self.mode = monitor, monitor_mode(monitor)
-        self.min_delta = abs(min_delta)
-        self.best = math.inf if self.mode == "min" else -math.inf
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, mode: str = "auto"):
+        self.monitor, self.mode, self.min_delta = monitor, keras_mode(monitor, mode), abs(min_delta)
+        self.best: float | None = None
         self.best_epoch: int | None = None
 
-    def value(self, logs: dict[str, float]) -> float:
-        if self.monitor not in logs:
-            raise UserError(
-                f"cannot monitor {self.monitor!r}: the logs have {sorted(logs)};"
-                " pass validation data or monitor one of those"
-            )
-        return logs[self.monitor]
-
     def update(self, epoch: int, logs: dict[str, float]) -> bool:
-        """True when this epoch strictly beats the best so far (then it becomes the best)."""
-        current = self.value(logs)
-        if self.mode == "min":
-            improved = current < self.best - self.min_delta
-        else:
-            improved = current > self.best + self.min_delta
+        """True when this epoch beats the best so far (then it becomes the best)."""
+        current = monitored_value(self.monitor, logs)
+        improved = is_improvement(current, self.best, self.mode, self.min_delta)
         if improved:
             self.best, self.best_epoch = current, epoch
         return improved
 
 
 class EarlyStopping:
-    """``fit(..., early_stopping=EarlyStopping(patience=3))`` stops like Keras's callback."""
+    """``fit(..., early_stopping=EarlyStopping(patience=3))`` stops like ``keras.callbacks.EarlyStopping``.
+
+    Same arguments, order and defaults as Keras's. ``verbose=1`` prints Keras's two messages
+    at the end of training ("Epoch N: early stopping", "Restoring model weights from the
+    end of the best epoch: N."). After ``fit``: ``stopped_epoch`` (0-based; 0 when it did
+    not stop), ``best_epoch``, ``best``, ``wait``, as on Keras's object, and ``restored_epoch``
+    (the 0-based epoch whose weights the model now holds, or None when none were put back).
+    """
 
     def __init__(
         self,
         monitor: str = "val_loss",
-        patience: int = 0,
         min_delta: float = 0.0,
+        patience: int = 0,
+        verbose: int = 0,
+        mode: str = "auto",
+        baseline: float | None = None,
         restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
     ):
-        self.improvement = Improvement(monitor, min_delta)
-        self.patience, self.restore_best_weights = patience, restore_best_weights
-        self.wait = 0
+        self.monitor, self.mode, self.min_delta = monitor, keras_mode(monitor, mode), abs(min_delta)
+        self.patience, self.verbose, self.baseline = patience, verbose, baseline
+        self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self.on_train_begin()
+
+    def on_train_begin(self) -> None:
+        """Forget the previous fit (Keras's ``on_train_begin``); ``fit`` calls it before the first epoch."""
+        self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
+        self.best: float | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
-        self.stopped_epoch: int | None = None
+        self.restored_epoch: int | None = None
 
     def update(self, epoch: int, logs: dict[str, float], model: nn.Module) -> bool:
-        """Call after each logged epoch; returns True when training should stop."""
-        if self.improvement.update(epoch, logs):
-            self.wait = 0
+        """Keras's ``on_epoch_end``, after the epoch is logged: returns True when training should stop."""
+        current = monitored_value(self.monitor, logs)
+        if epoch < self.start_from_epoch:  # the warm-up: not watched at all
+            return False
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = copy.deepcopy(model.state_dict()), epoch  # the first watched epoch
+        self.wait += 1
+        if is_improvement(current, self.best, self.mode, self.min_delta):
+            self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:
                 self.best_weights = copy.deepcopy(model.state_dict())
+            if self.baseline is None or is_improvement(current, self.baseline, self.mode, self.min_delta):
+                self.wait = 0  # only an epoch that also beats the baseline restarts the count
             return False
-        self.wait += 1
-        if self.wait >= self.patience:
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             return True
         return False
 
     def finish(self, model: nn.Module) -> None:
-        """At the end of training: put the best weights back if asked to."""
+        """Keras's ``on_train_end``: say so if it stopped, and put the best weights back if asked to."""
+        speak = self.verbose > 0 and distributed.is_main_process()  # [torchrun] rank 0 speaks for all
+        if self.stopped_epoch > 0 and speak:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping", flush=True)
         if self.restore_best_weights and self.best_weights is not None:
+            if speak:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.", flush=True)
             model.load_state_dict(self.best_weights)
+            self.restored_epoch = self.best_epoch

@@ -97,10 +97,12 @@ def fit(
     steps = math.ceil(len(train_images) / batch_size)  # Keras: the last partial batch is kept
     history = history if history is not None else History()
     model.history = history  # Keras: model.history, still there when Ctrl-C stops fit in a notebook
-    history.params = {"verbose": resolve_verbose(verbose), "epochs": epochs, "steps": steps}  # Keras's params
+    history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}  # Keras's params ('auto' stays 'auto')
     # a validation batch larger than Keras's gives the same weighted means (up to rounding), faster
     validation_batch_size = validation_batch_size or max(batch_size, 256)
     training_model = distributed.wrap_model(model, device)  # [torchrun] DDP; else the model itself
+    if early_stopping is not None:
+        early_stopping.on_train_begin()  # Keras: its state is reset at the start of every fit
     if trace:  # narrate the first batch, through hooks on the model, the loss and the optimizer
         first_batch = epoch_order(len(train_images), shuffle, seed, initial_epoch)[:batch_size]
         trace_first_batch(model, loss_fn, optimizer, initial_epoch, steps, distributed.local_share(first_batch))
@@ -115,7 +117,7 @@ def fit(
             seen = 0
             # Keras: shuffle=True draws one full permutation of the sample indices per epoch
             order = epoch_order(len(train_images), shuffle, seed, epoch).to(device)
-            watch = EpochWatch(history.params["verbose"], epoch, epochs, order, batch_size, history, stop_requested)
+            watch = EpochWatch(resolve_verbose(verbose), epoch, epochs, order, batch_size, history, stop_requested)
             for step, global_batch in enumerate(order.split(batch_size)):
                 batch_indices = distributed.local_share(global_batch)  # [torchrun] this rank's share
                 images = as_float(train_images[batch_indices])  # the lesson's / 255.0, per batch

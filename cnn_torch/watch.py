@@ -47,11 +47,13 @@ class EpochWatch:
 
     def batch_done(self, step: int, loss: torch.Tensor, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int):
         self.recent_losses.append(loss.detach())
-        if (step + 1) % SYNC_EVERY == 0 or step + 1 == self.progress.steps or self.stop_requested[0]:
+        # the first step too: Keras's time per step leaves it out, and the bar shows at once
+        if step == 0 or (step + 1) % SYNC_EVERY == 0 or step + 1 == self.progress.steps or self.stop_requested[0]:
             finite = torch.isfinite(torch.stack(self.recent_losses)).tolist()
             if not all(finite):  # Keras: TerminateOnNaN stops at the first batch whose loss is NaN or inf
                 bad_step = step + 1 - len(self.recent_losses) + finite.index(False)
                 bad_batch = self.order[bad_step * self.batch_size : (bad_step + 1) * self.batch_size]
+                self.progress.close(None)  # the error goes below the bar
                 raise NonFiniteLoss(self.epoch, bad_step, bad_batch.tolist(), self.history)
             self.recent_losses.clear()
             self.progress.update(step + 1, {"loss": (loss_sum / seen).item(), "accuracy": (correct / seen).item()})

@@ -57,6 +57,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--restore-best-weights", action="store_true", help="early stopping: end with the best epoch's weights"
     )
     parser.add_argument(
+        "--baseline", type=float, default=None,
+        help="early stopping: a value the metric must beat, or the patience runs out (default: none)",
+    )
+    parser.add_argument(
+        "--start-from-epoch", type=int, default=0, metavar="EPOCHS",
+        help="early stopping: epochs of warm-up before it starts watching (default: 0)",
+    )
+    parser.add_argument(
+        "--tensorboard", default=None, metavar="LOG_DIR",
+        help="write TensorBoard logs there, as Keras's TensorBoard(LOG_DIR, histogram_freq=1);"
+        " view them with: tensorboard --logdir LOG_DIR",
+    )  # fmt: skip
+    parser.add_argument(
         "--resume", default=None, metavar="RUN_DIR", help="continue a run from its last.pt up to --epochs"
     )
     parser.add_argument("--trace", action="store_true", help="narrate every step of the first batch")
@@ -114,7 +127,7 @@ def train(args: argparse.Namespace) -> int:
             precision=args.precision,
             initial_epoch=run.initial_epoch,
             history=run.history,
-            early_stopping=cli.early_stopping(args),
+            early_stopping=run.early_stopping,
             on_epoch_end=run.recorder,
             trace=args.trace,
             break_at=cli.parse_break_at(args.break_at),
