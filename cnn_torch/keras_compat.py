@@ -16,6 +16,10 @@ but now the first Dense sums its 1,250 products in the same order as ours, which
 parity tests need (a different order rounds differently, and training can amplify that:
 see ``cnn_torch/parity.py``). The copies below recognise that twin and skip the re-ordering.
 
+Batch normalisation copies as Keras's four weights (gamma, beta, moving mean, moving
+variance: our weight, bias, running_mean, running_var); augmentation layers become Keras's
+own preprocessing layers with the same arguments (they hold no weights).
+
 Keras is a dev/test dependency only, so it is imported inside the functions.
 """
 
@@ -27,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnn_torch import augment
+from cnn_torch.augment import Augmentation
 from cnn_torch.errors import UserError
 
 
@@ -85,11 +91,11 @@ def _layer_pairs(keras_model, torch_model: nn.Module) -> list[tuple[object, nn.M
     same_order = _flattens_channels_first(keras_model)
     ours = []
     for i, layer in enumerate(layers):
-        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+        if isinstance(layer, (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)):
             after_flatten = i > 0 and isinstance(layers[i - 1], nn.Flatten) and not same_order
             ours.append((layer, shapes[i - 1] if after_flatten else None))
     theirs = [layer for layer in keras_model.layers if layer.weights]
-    our_kinds = ["Conv2D" if isinstance(layer, nn.Conv2d) else "Dense" for layer, _ in ours]
+    our_kinds = [_KERAS_KINDS[next(kind for kind in _KERAS_KINDS if isinstance(layer, kind))] for layer, _ in ours]
     their_kinds = [type(layer).__name__ for layer in theirs]
     if our_kinds != their_kinds:
         raise UserError(
@@ -97,6 +103,13 @@ def _layer_pairs(keras_model, torch_model: nn.Module) -> list[tuple[object, nn.M
             " build it with keras_model_like(torch_model)"
         )
     return [(keras_layer, layer, flat) for keras_layer, (layer, flat) in zip(theirs, ours, strict=True)]
+
+
+_KERAS_KINDS = {nn.Conv2d: "Conv2D", nn.Linear: "Dense", nn.modules.batchnorm._BatchNorm: "BatchNormalization"}
+
+
+def _is_batch_norm(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.modules.batchnorm._BatchNorm)
 
 
 def _kernel_to_torch(kernel: torch.Tensor, layer: nn.Module, flat: tuple | None) -> torch.Tensor:
@@ -124,6 +137,12 @@ def _kernel_to_keras(weight: torch.Tensor, layer: nn.Module, flat: tuple | None)
 def keras_to_torch(keras_model, torch_model: nn.Module) -> nn.Module:
     """Copy every kernel and bias of ``keras_model`` into ``torch_model``, in place; returns it."""
     for keras_layer, layer, flat in _layer_pairs(keras_model, torch_model):
+        if _is_batch_norm(layer):  # Keras: [gamma, beta, moving_mean, moving_variance]
+            ours = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
+            with torch.no_grad():
+                for tensor, value in zip(ours, keras_layer.get_weights(), strict=True):
+                    tensor.copy_(torch.as_tensor(np.asarray(value)))
+            continue
         weight = _kernel_to_torch(torch.as_tensor(np.asarray(keras_layer.kernel.numpy())), layer, flat)
         bias = torch.as_tensor(np.asarray(keras_layer.bias.numpy()))
         if weight.shape != layer.weight.shape or bias.shape != layer.bias.shape:
@@ -140,18 +159,23 @@ def keras_to_torch(keras_model, torch_model: nn.Module) -> nn.Module:
 def torch_to_keras(torch_model: nn.Module, keras_model):
     """Copy every weight and bias of ``torch_model`` into ``keras_model``, in place; returns it."""
     for keras_layer, layer, flat in _layer_pairs(keras_model, torch_model):
+        if _is_batch_norm(layer):
+            ours = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
+            keras_layer.set_weights([tensor.detach().cpu().numpy() for tensor in ours])
+            continue
         kernel = _kernel_to_keras(layer.weight.detach().cpu(), layer, flat).contiguous()
         keras_layer.set_weights([kernel.numpy(), layer.bias.detach().cpu().numpy()])
     return keras_model
 
 
-def keras_model_like(torch_model: nn.Module, flatten: str = "channels_last"):
+def keras_model_like(torch_model: nn.Module, flatten: str = "channels_last", l2: float = 0.0):
     """The ``keras.Sequential`` twin of a lesson model, with fresh Keras-initialised weights.
 
     A ReLU after a Conv2d/Linear becomes that layer's ``activation='relu'``, as the lesson
     writes it. The last Dense has no softmax: like ours, it returns logits, so compile it
     with ``SparseCategoricalCrossentropy(from_logits=True)``. ``flatten="channels_last"`` is
     the lesson's Flatten; ``"channels_first"`` flattens in our order (see the module doc).
+    ``l2`` > 0 gives every Conv2D and Dense ``kernel_regularizer=keras.regularizers.L2(l2)``.
     """
     if flatten not in ("channels_last", "channels_first"):
         raise UserError(f"flatten={flatten!r}: use 'channels_last' (the lesson's) or 'channels_first' (ours)")
@@ -159,15 +183,23 @@ def keras_model_like(torch_model: nn.Module, flatten: str = "channels_last"):
     channels, height, width = _input_shape(torch_model)
     layers = list(torch_model)
     keras_layers = [keras.Input((height, width, channels))]  # Keras images are channels-last
+    regularizer = {"kernel_regularizer": keras.regularizers.L2(l2)} if l2 else {}
     for i, layer in enumerate(layers):
         activation = "relu" if i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU) else None
         if isinstance(layer, nn.Conv2d):
             plain = layer.padding == (0, 0) and layer.stride == (1, 1) and layer.dilation == (1, 1)
             if not plain or layer.groups != 1:
                 raise UserError(f"layer {i} ({layer}) is not a plain 'valid' Conv2D: keras_model_like cannot copy it")
-            keras_layers.append(keras.layers.Conv2D(layer.out_channels, layer.kernel_size, activation=activation))
+            keras_layers.append(
+                keras.layers.Conv2D(layer.out_channels, layer.kernel_size, activation=activation, **regularizer)
+            )
         elif isinstance(layer, nn.Linear):
-            keras_layers.append(keras.layers.Dense(layer.out_features, activation=activation))
+            keras_layers.append(keras.layers.Dense(layer.out_features, activation=activation, **regularizer))
+        elif _is_batch_norm(layer):
+            momentum = getattr(layer, "keras_momentum", 1.0 - layer.momentum)  # Keras's meaning of momentum
+            keras_layers.append(keras.layers.BatchNormalization(momentum=momentum, epsilon=layer.eps))
+        elif isinstance(layer, Augmentation):
+            keras_layers.append(keras.Sequential([keras_augmentation_layer(part) for part in layer]))
         elif isinstance(layer, nn.MaxPool2d):
             keras_layers.append(keras.layers.MaxPooling2D(layer.kernel_size, strides=layer.stride))
         elif isinstance(layer, nn.Dropout):
@@ -181,3 +213,22 @@ def keras_model_like(torch_model: nn.Module, flatten: str = "channels_last"):
         else:
             raise UserError(f"layer {i} ({type(layer).__name__}) has no Keras twin in keras_model_like")
     return keras.Sequential(keras_layers, name=getattr(torch_model, "model_name", "lesson_model"))
+
+
+def keras_augmentation_layer(layer: nn.Module):
+    """The Keras preprocessing layer with the same arguments as one of ``cnn_torch.augment``'s."""
+    keras = import_keras()
+    seed = int(layer.seed)
+    if isinstance(layer, augment.RandomFlip):
+        return keras.layers.RandomFlip(layer.mode, seed=seed)
+    geometric = {"fill_mode": getattr(layer, "fill_mode", None), "interpolation": getattr(layer, "interpolation", None),
+                 "fill_value": getattr(layer, "fill_value", None), "seed": seed}
+    if isinstance(layer, augment.RandomRotation):
+        return keras.layers.RandomRotation(layer.factor, **geometric)
+    if isinstance(layer, augment.RandomZoom):
+        return keras.layers.RandomZoom(layer.height_factor, layer.width_factor, **geometric)
+    if isinstance(layer, augment.RandomTranslation):
+        return keras.layers.RandomTranslation(layer.height_factor, layer.width_factor, **geometric)
+    if isinstance(layer, augment.RandomContrast):
+        return keras.layers.RandomContrast(layer.factor, value_range=layer.value_range, seed=seed)
+    raise UserError(f"{type(layer).__name__} has no Keras twin in keras_augmentation_layer")

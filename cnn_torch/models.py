@@ -21,6 +21,19 @@ no Dropout layer), adds one before ``Flatten``. Neither changes any parameter sh
 models that differ only in them can start from the same weights. ``model_kwargs``
 records them only when they differ from the defaults, so the lesson's models keep
 their plain ``{num_classes, input_shape, init}``.
+
+Two more cures for overfitting from the lesson's list, also off by default:
+
+* ``batch_norm=True`` puts a ``keras.layers.BatchNormalization()`` after every
+  convolution's activation (``KerasBatchNorm2d``: Keras's defaults and its moving
+  statistics; it adds parameters, so it is an architecture of its own).
+* ``augment=["flip", "rotation=0.2", ...]`` puts Keras's augmentation layers first in the
+  model, as Keras does (``cnn_torch/augment.py``); ``augment_seed`` seeds them.
+
+Parameter counts are Keras's: ``count_params`` and ``summary`` count BatchNormalization's
+moving mean and variance as (non-trainable) weights, as Keras's ``model.summary()`` does.
+The transfer-learning model of the sibling lesson is in ``cnn_torch/transfer.py``;
+``build_model("densenet121_transfer")`` builds it too.
 """
 
 from __future__ import annotations
@@ -33,9 +46,12 @@ from typing import TextIO
 import torch
 from torch import nn
 
+from cnn_torch.augment import augmentation, normalise_specs
 from cnn_torch.errors import UserError
 
 INITS = ("keras", "torch")
+# Models built on a pretrained network, in cnn_torch/transfer.py (imported only when asked for).
+PRETRAINED_MODELS = ("densenet121_transfer",)
 
 # Keras's activation names -> the PyTorch module. Keras's leaky_relu has negative_slope 0.2
 # (torch's default is 0.01); selu needs no arguments in either.
@@ -46,6 +62,44 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "selu": nn.SELU,
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
 }
+
+
+class _KerasBatchNorm:
+    """``keras.layers.BatchNormalization()``'s training step, shared by the 2-d and 1-d layers.
+
+    Keras's defaults are momentum 0.99 and epsilon 1e-3, and its momentum is the weight of
+    the OLD moving average: ``moving = moving * 0.99 + batch * 0.01``. PyTorch's momentum is
+    the weight of the new batch (default 0.1, epsilon 1e-5), so Keras's 0.99 is PyTorch's
+    0.01. One more difference PyTorch's own layer cannot be told about: PyTorch updates the
+    moving variance with the UNBIASED batch variance (divided by n - 1), Keras with the
+    biased one (divided by n), the one both use to normalise the batch. After a batch of 32
+    (a Dense layer's BatchNormalization) that is a factor 32/31 in every update, which
+    inference then sees; so the update is written out here, as Keras writes it.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
+        super().__init__(num_features, eps=epsilon, momentum=1.0 - momentum)  # PyTorch's meaning of momentum
+        self.keras_momentum = momentum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # Keras: training=False normalises with the moving mean and variance
+            return super().forward(x)
+        with torch.no_grad():  # Keras: the moving statistics take the batch's mean and BIASED variance
+            dims = [d for d in range(x.ndim) if d != 1]  # every axis but the channels
+            mean, variance = x.float().mean(dims), x.float().var(dims, unbiased=False)
+            self.running_mean.copy_(self.running_mean * self.keras_momentum + mean * (1.0 - self.keras_momentum))
+            self.running_var.copy_(self.running_var * self.keras_momentum + variance * (1.0 - self.keras_momentum))
+            self.num_batches_tracked += 1
+        # the batch normalised by its own statistics (no running statistics passed: none updated here)
+        return nn.functional.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+
+class KerasBatchNorm2d(_KerasBatchNorm, nn.BatchNorm2d):
+    """``keras.layers.BatchNormalization()`` after a ``Conv2D``: one mean and variance per channel."""
+
+
+class KerasBatchNorm1d(_KerasBatchNorm, nn.BatchNorm1d):
+    """``keras.layers.BatchNormalization()`` after ``Flatten`` or ``Dense``: one per feature."""
 
 
 class LessonModel(nn.Sequential):
@@ -70,9 +124,12 @@ def _check_args(
     dropout: float = 0.0,
     activation: str = "relu",
     default_dropout: float = 0.0,
+    batch_norm: bool = False,
+    augment: Sequence[str] | None = None,
+    augment_seed: int | None = None,
 ) -> dict:
-    """Validate the constructor arguments and return them as ``model_kwargs``
-    (``dropout`` and ``activation`` only when they differ from the model's defaults)."""
+    """Validate the constructor arguments and return them as ``model_kwargs`` (``dropout``,
+    ``activation``, ``batch_norm`` and ``augment`` only when they differ from the defaults)."""
     if activation not in ACTIVATIONS:
         raise UserError(f"unknown activation {activation!r} for {name}: choose one of {', '.join(ACTIVATIONS)}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
@@ -95,7 +152,28 @@ def _check_args(
         kwargs["dropout"] = float(dropout)
     if activation != "relu":
         kwargs["activation"] = activation
+    if not isinstance(batch_norm, bool):
+        raise UserError(f"batch_norm {batch_norm!r} for {name} is not True or False")
+    if batch_norm:
+        kwargs["batch_norm"] = True
+    specs = normalise_specs(augment)
+    if specs:
+        if augment_seed is None:  # drawn now and recorded, so a rebuilt model draws the same amounts
+            augment_seed = int(torch.randint(2**31 - 1, ()))
+        if isinstance(augment_seed, bool) or not isinstance(augment_seed, int):
+            raise UserError(f"augment_seed {augment_seed!r} for {name} is not an integer: pass e.g. 1")
+        kwargs["augment"], kwargs["augment_seed"] = specs, augment_seed
     return kwargs
+
+
+def _augmentation_layers(kwargs: dict) -> list[nn.Module]:
+    """Keras's ``data_augmentation`` block first in the model, when asked for (``augment``)."""
+    return [augmentation(kwargs["augment"], kwargs["augment_seed"])] if "augment" in kwargs else []
+
+
+def _batch_norm_layers(channels: int, kwargs: dict) -> list[nn.Module]:
+    """A ``BatchNormalization()`` after a convolution's activation, when asked for (``batch_norm``)."""
+    return [KerasBatchNorm2d(channels)] if kwargs.get("batch_norm") else []
 
 
 def _dropout_layers(rate: float) -> list[nn.Module]:
@@ -170,17 +248,24 @@ def cifar_model_small(
     init: str = "keras",
     dropout: float = 0.0,
     activation: str = "relu",
+    batch_norm: bool = False,
+    augment: Sequence[str] | None = None,
+    augment_seed: int | None = None,
 ) -> LessonModel:
     """Two conv blocks and a 50-unit dense layer: 114,510 parameters on 3x32x32."""
-    kwargs = _check_args("cifar_model_small", num_classes, input_shape, init, dropout, activation)
+    kwargs = _check_args("cifar_model_small", num_classes, input_shape, init, dropout, activation,
+                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
+        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(50, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(50, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         *_dropout_layers(dropout),         # keras.layers.Dropout(dropout), only if dropout > 0
     ]
@@ -202,20 +287,28 @@ def cifar_model(
     init: str = "keras",
     dropout: float = 0.0,
     activation: str = "relu",
+    batch_norm: bool = False,
+    augment: Sequence[str] | None = None,
+    augment_seed: int | None = None,
 ) -> LessonModel:
     """The small model plus a third conv layer: 87,060 parameters on 3x32x32."""
-    kwargs = _check_args("cifar_model", num_classes, input_shape, init, dropout, activation)
+    kwargs = _check_args("cifar_model", num_classes, input_shape, init, dropout, activation,
+                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
+        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(50, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(50, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(50, 50, 3),              # keras.layers.Conv2D(50, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(50, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         *_dropout_layers(dropout),         # keras.layers.Dropout(dropout), only if dropout > 0
     ]
 
@@ -236,14 +329,20 @@ def model_intro(
     init: str = "keras",
     dropout: float = 0.0,
     activation: str = "relu",
+    batch_norm: bool = False,
+    augment: Sequence[str] | None = None,
+    augment_seed: int | None = None,
 ) -> LessonModel:
     """The lesson's first model, one conv layer: 18,453 parameters on 3x32x32, 5 classes."""
-    kwargs = _check_args("model_intro", num_classes, input_shape, init, dropout, activation)
+    kwargs = _check_args("model_intro", num_classes, input_shape, init, dropout, activation,
+                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
+        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(16, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         *_dropout_layers(dropout),         # keras.layers.Dropout(dropout), only if dropout > 0
     ]
@@ -265,20 +364,28 @@ def model_dropout(
     init: str = "keras",
     dropout: float = 0.5,
     activation: str = "relu",
+    batch_norm: bool = False,
+    augment: Sequence[str] | None = None,
+    augment_seed: int | None = None,
 ) -> LessonModel:
     """Three conv layers and dropout before the head: 33,834 parameters on 3x32x32."""
-    kwargs = _check_args("model_dropout", num_classes, input_shape, init, dropout, activation, default_dropout=0.5)
+    kwargs = _check_args("model_dropout", num_classes, input_shape, init, dropout, activation, default_dropout=0.5,
+                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
+        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(16, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(16, 32, 3),              # keras.layers.Conv2D(32, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(32, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.MaxPool2d(2),                   # keras.layers.MaxPooling2D((2, 2))
         nn.Conv2d(32, 64, 3),              # keras.layers.Conv2D(64, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
+        *_batch_norm_layers(64, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
         nn.Dropout(dropout),               # keras.layers.Dropout(0.5); kept at 0 so layer indices stay put
     ]
 
@@ -299,16 +406,43 @@ MODELS: dict[str, Callable[..., LessonModel]] = {
 }
 
 
+def model_names() -> list[str]:
+    """Every name ``build_model`` takes: the lesson's models, then the pretrained ones."""
+    return [*MODELS, *PRETRAINED_MODELS]
+
+
 def build_model(name: str, **kwargs) -> LessonModel:
-    """Build the model called ``name`` (a key of ``MODELS``) with its constructor's kwargs."""
+    """Build the model called ``name`` (see ``model_names()``) with its constructor's kwargs."""
+    if name in PRETRAINED_MODELS:
+        from cnn_torch import transfer  # here: torchvision's model zoo is only loaded when asked for
+
+        return transfer.PRETRAINED[name](**kwargs)
     if name not in MODELS:
-        raise UserError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(model_names())}")
     return MODELS[name](**kwargs)
 
 
+def _keras_weight_count(module: nn.Module, recurse: bool = True) -> tuple[int, int]:
+    """``(trainable, non_trainable)`` weights as Keras counts them: parameters, split by
+    ``requires_grad`` (Keras: ``trainable=False``), plus the moving mean and variance of every
+    batch normalisation, which Keras keeps as non-trainable weights and PyTorch as buffers."""
+    trainable = sum(p.numel() for p in module.parameters(recurse) if p.requires_grad)
+    frozen = sum(p.numel() for p in module.parameters(recurse) if not p.requires_grad)
+    norms = module.modules() if recurse else [module]
+    moving = sum(m.running_mean.numel() + m.running_var.numel() for m in norms
+                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None)
+    return trainable, frozen + moving
+
+
 def count_params(model: nn.Module) -> int:
-    """Total number of parameters (Keras: ``model.count_params()``)."""
-    return sum(p.numel() for p in model.parameters())
+    """Total number of weights, as Keras's ``model.count_params()``: every parameter, plus
+    the moving mean and variance of each batch normalisation (Keras's non-trainable weights)."""
+    return sum(_keras_weight_count(model))
+
+
+def trainable_params(model: nn.Module) -> int:
+    """The weights training changes (Keras's "Trainable params"): parameters with ``requires_grad``."""
+    return _keras_weight_count(model)[0]
 
 
 def summary(
@@ -361,18 +495,18 @@ def summary(
     name = getattr(model, "model_name", type(model).__name__)
     lines = [f'Model: "{name}"', rule, row("Layer (type)", "Output Shape", "Param #"), double]
     for i, (layer_name, layer) in enumerate(leaves):
-        params = sum(p.numel() for p in layer.parameters(recurse=False))
+        params = sum(_keras_weight_count(layer, recurse=False))
         if i:
             lines.append("")
         label = f"{layer_name} ({type(layer).__name__})"
         lines.append(row(label, shapes.get(layer_name, "?"), f"{params:,}"))
-    total = count_params(model)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable, non_trainable = _keras_weight_count(model)
+    total = trainable + non_trainable
     lines += [
         double,
         f"Total params: {total:,}",
         f"Trainable params: {trainable:,}",
-        f"Non-trainable params: {total - trainable:,}",
+        f"Non-trainable params: {non_trainable:,}",
         rule,
     ]
     # Keras's summary() prints and returns None: a notebook then shows the table once

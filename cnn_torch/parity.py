@@ -41,8 +41,9 @@ from torch import nn
 
 from cnn_torch.history import History
 from cnn_torch.keras_compat import import_keras, keras_model_like, keras_to_torch, to_channels_last
-from cnn_torch.models import build_model
+from cnn_torch.models import KerasBatchNorm1d, KerasBatchNorm2d, build_model
 from cnn_torch.optim import KerasAdam, KerasRMSprop, KerasSGD
+from cnn_torch.regularizers import L2Regularized
 from cnn_torch.training import fit
 
 WORKER = Path(__file__).with_name("keras_worker.py")
@@ -154,9 +155,12 @@ class KerasOrderLinear(nn.Linear):
 
 class KerasOrderConv2d(nn.Conv2d):
     """``nn.Conv2d`` computing as ``keras.layers.Conv2D`` does on the torch backend: the
-    convolution, then the bias added. Fused, the bias's gradient is summed in another order."""
+    convolution of a channels-last input in memory, then the bias added. Fused, the bias's
+    gradient is summed in another order; the CPU's convolution rounds differently for inputs
+    laid out otherwise (after a batch normalisation, which hands on a channels-first copy)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)  # Keras: _maybe_convert_to_channels_last
         return self._conv_forward(x, self.weight, None) + self.bias.view(1, -1, 1, 1)
 
 
@@ -170,15 +174,51 @@ class KerasOrderCrossEntropy(nn.CrossEntropyLoss):
         return per_sample.sum() / len(target)
 
 
+class _KerasOrderBatchNorm:
+    """``KerasBatchNorm2d``/``1d`` computing as ``keras.layers.BatchNormalization`` does on the torch
+    backend: channels last, the variance as ``E[x**2] - E[x]**2``, then ``(x - mean) * (rsqrt(var +
+    eps) * gamma) + beta``. torch's fused batch norm gives the same function, rounded otherwise."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels_last = x.permute(0, 2, 3, 1) if x.ndim == 4 else x  # Keras's layout, the same memory
+        axes = tuple(range(channels_last.ndim - 1))
+        if self.training:
+            mean = torch.mean(channels_last, dim=axes)
+            variance = torch.mean(torch.square(channels_last), dim=axes) - torch.square(mean)
+            with torch.no_grad():
+                momentum = self.keras_momentum
+                self.running_mean.copy_(self.running_mean * momentum + mean * (1.0 - momentum))
+                self.running_var.copy_(self.running_var * momentum + variance * (1.0 - momentum))
+        else:
+            mean, variance = self.running_mean, self.running_var
+        out = channels_last.subtract(mean).mul_(variance.add(self.eps).rsqrt_().mul(self.weight)).add_(self.bias)
+        # Keras's next layer (pooling, convolution, Permute + Flatten) copies its input into a
+        # contiguous channels-first tensor; so does this, and the gradient comes back through
+        # the same copy in the same memory order, to be summed in Keras's order
+        return out.permute(0, 3, 1, 2).contiguous() if x.ndim == 4 else out
+
+
+class KerasOrderBatchNorm2d(_KerasOrderBatchNorm, KerasBatchNorm2d):
+    pass
+
+
+class KerasOrderBatchNorm1d(_KerasOrderBatchNorm, KerasBatchNorm1d):
+    pass
+
+
 def keras_arithmetic(model: nn.Module) -> nn.Module:
-    """Make ``model``'s Linear and Conv2d layers compute in Keras's operation order, in
-    place: same parameters, same outputs up to float rounding, but now the same rounding
-    as Keras, so that a comparison of ``fit`` sees no other difference."""
+    """Make ``model``'s Linear, Conv2d and batch-norm layers compute in Keras's operation
+    order, in place: same parameters, same outputs up to float rounding, but now the same
+    rounding as Keras, so that a comparison of ``fit`` sees no other difference."""
     for module in model.modules():
         if type(module) is nn.Linear:
             module.__class__ = KerasOrderLinear
         elif type(module) is nn.Conv2d and module.padding_mode == "zeros":
             module.__class__ = KerasOrderConv2d
+        elif type(module) is KerasBatchNorm2d:
+            module.__class__ = KerasOrderBatchNorm2d
+        elif type(module) is KerasBatchNorm1d:
+            module.__class__ = KerasOrderBatchNorm1d
     return model
 
 
@@ -201,6 +241,8 @@ class Setup:
     # the loss our fit gets: "keras" (KerasOrderCrossEntropy) or "torch" (nn.CrossEntropyLoss);
     # None: the one that goes with ``arithmetic``
     loss: str | None = None
+    # > 0: Keras's kernel_regularizer=L2(l2) on every Conv2D and Dense; ours: regularizers.L2Regularized
+    l2: float = 0.0
 
     def __post_init__(self):
         if self.arithmetic not in ARITHMETIC:
@@ -248,15 +290,16 @@ def keras_twin(model_name: str, data: ParityData, setup: Setup = Setup()) -> tup
     keras = import_keras()
     torch_model = _build(model_name, data, setup)
     keras.utils.set_random_seed(setup.seed)  # the Keras initialisers draw from it
-    keras_model = keras_model_like(torch_model, flatten=setup.flatten)
+    keras_model = keras_model_like(torch_model, flatten=setup.flatten, l2=setup.l2)
     keras_to_torch(keras_model, torch_model)
     return keras_model, _state(torch_model)
 
 
 def _keras_weights_as_ours(keras_model, model_name: str, data: ParityData, setup: Setup) -> dict:
+    """Keras's weights in our layout; batch norm's step counter (not a Keras weight) left out."""
     torch_model = _build(model_name, data, setup)
     keras_to_torch(keras_model, torch_model)
-    return _state(torch_model)
+    return {k: v for k, v in _state(torch_model).items() if not k.endswith("num_batches_tracked")}
 
 
 def _keras_loss_name(data: ParityData) -> str:
@@ -359,8 +402,11 @@ def our_fit(
         validation_data = (data.val_images, data.val_labels)
     if validation_batch_size == "batch_size":
         validation_batch_size = setup.batch_size
+    loss_fn = setup.loss_fn()
+    if setup.l2:  # Keras: the penalties join the loss it minimises and reports
+        loss_fn = L2Regularized(loss_fn, model, setup.l2)
     history = fit(
-        model, setup.loss_fn(), make_optimizer(model.parameters()),
+        model, loss_fn, make_optimizer(model.parameters()),
         data.train_images, data.train_labels,
         epochs=setup.epochs, batch_size=setup.batch_size, shuffle=False, verbose=0, device="cpu",
         validation_data=validation_data, validation_split=setup.validation_split,
@@ -382,8 +428,10 @@ def history_differences(ours: dict[str, list[float]], theirs: dict[str, list[flo
 
 
 def weight_difference(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> float:
-    """The largest absolute difference between two state dicts, over every weight."""
-    return max((ours[k].float() - theirs[k].float()).abs().max().item() for k in theirs)
+    """The largest absolute difference between two state dicts, over every weight (batch norm's
+    step counter is no weight: Keras has none)."""
+    keys = [k for k in theirs if not k.endswith("num_batches_tracked")]
+    return max((ours[k].float() - theirs[k].float()).abs().max().item() for k in keys)
 
 
 def epoch_maxima(differences: dict[str, list[float]]) -> list[tuple[float, float]]:
