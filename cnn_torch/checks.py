@@ -20,7 +20,7 @@ def _is_array(value) -> bool:
     return isinstance(value, torch.Tensor) or _is_numpy(value)
 
 
-def checked_loss_and_optimizer(model: nn.Module, loss_fn, optimizer, train_images) -> tuple:
+def checked_loss_and_optimizer(model: nn.Module, loss_fn, optimizer) -> tuple:
     """``fit``'s loss and optimizer, with the Keras habits caught before anything runs.
 
     Keras's ``compile(optimizer='adam')`` takes an optimizer by name: so does ``fit``, with
@@ -31,7 +31,7 @@ def checked_loss_and_optimizer(model: nn.Module, loss_fn, optimizer, train_image
     from cnn_torch.optim import KERAS_LEARNING_RATES, make_optimizer
 
     usage = "fit(model, torch.nn.CrossEntropyLoss(), 'adam', train_images, train_labels, epochs=10)"
-    if _is_array(loss_fn) or train_images is None:  # Keras: model.fit(train_images, train_labels, ...)
+    if _is_array(loss_fn):  # Keras: model.fit(train_images, train_labels, ...)
         raise UserError(
             f"fit takes the model, the loss and the optimizer, then the images and labels (Keras's model.fit(x, y)"
             f" has them in compile): call {usage}"
@@ -87,11 +87,11 @@ def check_fit_arguments(epochs: int, batch_size: int, validation_split: float) -
     return int(epochs), int(batch_size)
 
 
-def checked_arguments(model: nn.Module, loss_fn, optimizer, train_images, epochs, batch_size, validation_split):
+def checked_arguments(model: nn.Module, loss_fn, optimizer, epochs, batch_size) -> tuple:
     """``(loss_fn, optimizer, epochs, batch_size)``: what Keras's ``compile`` and ``fit`` take,
     checked and in the form ``fit`` uses (an optimizer from its name, Python integers)."""
-    loss_fn, optimizer = checked_loss_and_optimizer(model, loss_fn, optimizer, train_images)
-    return (loss_fn, optimizer, *check_fit_arguments(epochs, batch_size, validation_split))
+    loss_fn, optimizer = checked_loss_and_optimizer(model, loss_fn, optimizer)
+    return (loss_fn, optimizer, *check_fit_arguments(epochs, batch_size, 0.0))
 
 
 class InputWarning(UserWarning):
@@ -122,6 +122,8 @@ def check_images(images, name: str = "train_images", warn: bool = True, why: str
     or unscaled 0-255 pixels, which train badly and get a warning naming the fix (``warn``;
     ``why`` says what they do here, ``stacklevel`` points the warning at the learner's line).
     """
+    if images is None:
+        raise UserError(f"{name} is None: pass the images, as in fit(model, loss_fn, 'adam', images, labels)")
     numpy_input = _is_numpy(images)
     images = torch.as_tensor(images)
     if images.ndim != 4:
@@ -163,6 +165,8 @@ def check_labels(labels, num_images: int, name: str = "train_labels") -> torch.T
     ``CrossEntropyLoss`` on class probabilities). ``(N, 1)`` columns, as
     ``keras.datasets.cifar10`` returns them, are read as class indices, as Keras reads them.
     """
+    if labels is None:
+        raise UserError(f"{name} is None: pass one label per image")
     labels = torch.as_tensor(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels.reshape(-1)

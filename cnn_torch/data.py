@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 from cnn_torch.cifar10 import CifarUnavailable, load_cifar10
 from cnn_torch.errors import UserError
@@ -76,8 +77,12 @@ def load_data(
     class_names: list[str] | None = None,
     crop_to_aspect_ratio: bool = False,
     pad_to_aspect_ratio: bool = False,
+    validation_split: float | None = None,
 ) -> LessonData:
     """Load ``dataset`` ("cifar10", "folder" or "shapes") at ``image_size`` (height, width).
+
+    ``validation_split`` is ``image_dataset_from_directory(validation_split=..., subset="both")``:
+    the last fraction of the (shuffled) training images becomes the val split.
 
     ``class_names`` keeps those classes only, numbered in that order (Keras's ``class_names``).
     ``limit`` caps the training images: for "shapes" it is the number generated (default
@@ -91,22 +96,27 @@ def load_data(
     if min(image_size) < 1:
         raise UserError(f"--image-size must be two positive numbers (height width), got {image_size}")
     if dataset == "shapes":
-        data = make_shapes(n_train=limit or DEFAULT_SHAPES_SIZE, seed=seed, image_size=image_size)
-        return select_classes(data, class_names)
-    if dataset == "cifar10":
+        data = select_classes(make_shapes(n_train=limit or DEFAULT_SHAPES_SIZE, seed=seed, image_size=image_size),
+                              class_names)  # fmt: skip
+        limit = None  # for shapes, --limit is how many to make
+    elif dataset == "cifar10":
         data = load_cifar10(data_dir if data_dir is not None else "data", download=download)
         data = _resized(select_classes(data, class_names), image_size, crop_to_aspect_ratio, pad_to_aspect_ratio)
     else:
         if data_dir is None:
             raise UserError("--dataset folder needs --data-dir: pass the folder that holds train/<class>/<image>")
         data = load_image_folder(data_dir, image_size, seed, class_names, crop_to_aspect_ratio, pad_to_aspect_ratio)
-    if limit is None:
-        return data
-    train_images, train_labels = limit_per_class(data.train_images, data.train_labels, limit, seed)
-    return LessonData(
-        train_images, train_labels, data.test_images, data.test_labels, data.class_names, data.source,
-        data.val_images, data.val_labels, data.split_sources, data.resized_from,
-    )  # fmt: skip
+    if limit is not None:
+        train_images, train_labels = limit_per_class(data.train_images, data.train_labels, limit, seed)
+        data = replace(data, train_images=train_images, train_labels=train_labels)
+    if validation_split:  # Keras's rule: the LAST fraction, in the order the images come in
+        train_images, train_labels, val_images, val_labels = split_validation(
+            data.train_images, data.train_labels, validation_split
+        )
+        where = f"the last {validation_split:g} of {data.split_sources.get('train', 'the training images')}"
+        data = replace(data, train_images=train_images, train_labels=train_labels, val_images=val_images,
+                       val_labels=val_labels, split_sources={**data.split_sources, "val": where})  # fmt: skip
+    return data
 
 
 def _resized(data: LessonData, image_size: tuple[int, int], crop: bool, pad: bool) -> LessonData:
@@ -118,10 +128,8 @@ def _resized(data: LessonData, image_size: tuple[int, int], crop: bool, pad: boo
         return None if images is None else resize(images, image_size, crop, pad)
 
     counts = sum(len(images) for images in (data.train_images, data.val_images, data.test_images) if images is not None)
-    return LessonData(
-        scaled(data.train_images), data.train_labels, scaled(data.test_images), data.test_labels, data.class_names,
-        data.source, scaled(data.val_images), data.val_labels, data.split_sources, {data.image_size: counts},
-    )  # fmt: skip
+    return replace(data, train_images=scaled(data.train_images), val_images=scaled(data.val_images),
+                   test_images=scaled(data.test_images), resized_from={data.image_size: counts})  # fmt: skip
 
 
 def load_data_or_shapes(

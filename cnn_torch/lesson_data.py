@@ -49,6 +49,26 @@ class LessonData:
         """(height, width) of the images."""
         return int(self.train_images.shape[2]), int(self.train_images.shape[3])
 
+    @property
+    def validation_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``fit(validation_data=...)`` takes: the val split (the 2026 lesson's ``val/``),
+        else the test split (the 2023 lesson validates on it)."""
+        found = self.split("val") or self.split("test")
+        if found is None:
+            raise UserError(
+                f"{self.source} has no val/ or test/ split to validate on: load it with validation_split=0.2"
+                " (Keras's image_dataset_from_directory rule), or add a val/ folder"
+            )
+        return found
+
+    @property
+    def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``evaluate`` takes at the end: the test split, else the val split."""
+        found = self.split("test") or self.split("val")
+        if found is None:
+            raise UserError(f"{self.source} has no test/ or val/ split: load it with validation_split=0.2")
+        return found
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(images, labels)`` of "train", "val" or "test", or None when there is no such split."""
         images, labels = {

@@ -76,9 +76,7 @@ def fit(
     """
     # --- check the inputs before the first step (each mistake gets a message naming the fix) ---
     # Keras: compile(optimizer='adam') takes an optimizer by name, and NumPy integers are integers
-    loss_fn, optimizer, epochs, batch_size = checked_arguments(
-        model, loss_fn, optimizer, train_images, epochs, batch_size, validation_split
-    )
+    loss_fn, optimizer, epochs, batch_size = checked_arguments(model, loss_fn, optimizer, epochs, batch_size)
     # Keras: validation_data overrides validation_split, which holds out the LAST fraction
     # of the samples, taken before any shuffling
     device = resolve_device(device)
@@ -95,8 +93,7 @@ def fit(
     if seed is None:  # drawn from torch's global RNG, so torch.manual_seed() fixes it
         seed = distributed.from_rank_0(int(torch.randint(2**31 - 1, ())))  # [torchrun] one seed for all
     steps = math.ceil(len(train_images) / batch_size)  # Keras: the last partial batch is kept
-    history = history if history is not None else History()
-    model.history = history  # Keras: model.history, still there when Ctrl-C stops fit in a notebook
+    history = model.history = history if history is not None else History()  # Keras keeps it on the model too
     history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}  # Keras's params ('auto' stays 'auto')
     # a validation batch larger than Keras's gives the same weighted means (up to rounding), faster
     validation_batch_size = validation_batch_size or max(batch_size, 256)

@@ -330,3 +330,55 @@ def test_image_grids_name_the_classes_and_mark_wrong_predictions():
     fig = show_images(images, labels[chosen], names, "tiny", predictions=predicted)
     wrong = [ax for ax in fig.axes if ax.title.get_color() == "red"]
     assert len(wrong) == 1 and wrong[0] is fig.axes[0] and "5 of 6 right" in fig._suptitle.get_text()
+
+
+# --------------------------------------------------------------------------- the README's snippet
+
+
+def readme_api_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## The Python API"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("\n```", start)]
+
+
+@pytest.mark.parametrize("layout", ["shapes", "train val test", "train test", "train only"])
+def test_readme_api_snippet_works_for_every_layout(tmp_path, layout):
+    """The README's Python snippet, pasted as it stands, on each layout a learner may have;
+    only the load line changes (and one epoch instead of ten)."""
+    snippet = readme_api_snippet()
+    load_line = 'lesson = data.load_data("shapes")'
+    assert load_line in snippet and "epochs=10" in snippet
+    root = write_lesson_tree(tmp_path / "lesson")
+    if layout != "train val test":
+        remove = {"train test": ["val"], "train only": ["val", "test"]}.get(layout, [])
+        for split in remove:
+            for folder in (root / split).iterdir():
+                for file in folder.iterdir():
+                    file.unlink()
+                folder.rmdir()
+            (root / split).rmdir()
+    load = {
+        "shapes": 'lesson = data.load_data("shapes", limit=200)',
+        "train val test": f'lesson = data.load_data("folder", data_dir={str(root)!r})',
+        "train test": f'lesson = data.load_data("folder", data_dir={str(root)!r})',
+        "train only": f'lesson = data.load_data("folder", data_dir={str(root)!r}, validation_split=0.2)',
+    }[layout]
+    namespace: dict = {}
+    exec(snippet.replace(load_line, load).replace("epochs=10", "epochs=1"), namespace)  # noqa: S102
+    assert list(namespace["history_df"].columns) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert namespace["class_probabilities"].shape[0] == 5
+    if layout == "train only":  # Keras's validation_split: the last 20% of the 40 training images
+        assert len(namespace["val_labels"]) == 8 and len(namespace["train_labels"]) == 32
+    else:
+        with pytest.raises(UserError, match="validation_split=0.2"):  # only train/, and no split asked for
+            _train_only(root, tmp_path).validation_data
+
+
+def _train_only(root: Path, tmp_path: Path):
+    """The same images with only train/: no split to validate on until asked for."""
+    import shutil
+
+    only = tmp_path / "only"
+    shutil.copytree(root / "train", only / "train")
+    return load_image_folder(only)
