@@ -372,7 +372,7 @@ def test_readme_api_snippet_works_for_every_layout(tmp_path, layout):
         assert len(namespace["val_labels"]) == 8 and len(namespace["train_labels"]) == 32
     else:
         with pytest.raises(UserError, match="validation_split=0.2"):  # only train/, and no split asked for
-            _train_only(root, tmp_path).validation_data
+            _ = _train_only(root, tmp_path).validation_data
 
 
 def _train_only(root: Path, tmp_path: Path):
