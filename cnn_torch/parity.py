@@ -533,7 +533,8 @@ def noise_floor(model_name: str, optimizer_label: str, data: ParityData, setup: 
     gaps: dict[str, list[float]] = {}
     weight_gap = 0.0
     for direction in (math.inf, -math.inf):
-        nudged = {k: torch.nextafter(v, torch.full_like(v, direction)) for k, v in initial_state.items()}
+        nudged = {k: torch.nextafter(v, torch.full_like(v, direction)) if v.is_floating_point() else v
+                  for k, v in initial_state.items()}  # batch norm's step counter is an integer
         history, model = our_fit(model_name, make_optimizer, data, nudged, setup)
         for key, values in history_differences(history.history, reference.history).items():
             gaps[key] = [max(pair) for pair in zip(gaps.get(key, values), values, strict=True)]

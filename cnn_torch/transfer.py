@@ -1,0 +1,202 @@
+"""Transfer learning as the sibling lesson's episode 5 does it: a frozen, pretrained DenseNet121
+with a small trainable head (carpentries-lab/deep-learning-intro, "Transfer learning").
+
+The lesson's Keras code, and the module here that stands for each line::
+
+    inputs = keras.Input(train_images.shape[1:])
+    upscale = keras.layers.Lambda(                          # ResizeWithPad((160, 160))
+        lambda x: tf.image.resize_with_pad(x, 160, 160, method=method))(inputs)
+    base_model = keras.applications.DenseNet121(           # DenseNet121Base(weights)
+        include_top=False, pooling='max', weights='imagenet', input_tensor=upscale, input_shape=(160, 160, 3))
+    base_model.trainable = False                            # requires_grad False, and always in eval mode
+    out = keras.layers.Flatten()(base_model.output)         # nn.Flatten()
+    out = keras.layers.BatchNormalization()(out)            # KerasBatchNorm1d(1024)
+    out = keras.layers.Dense(50, activation='relu')(out)    # nn.Linear(1024, 50), nn.ReLU()
+    out = keras.layers.Dropout(0.5)(out)                    # nn.Dropout(0.5)
+    out = keras.layers.Dense(10)(out)                       # nn.Linear(50, 10)
+
+Keras's ``trainable = False`` does two things, and so does this model: the base's weights
+get no gradient (``requires_grad=False``), and its batch normalisations run in inference
+mode even while the head trains (``TransferModel.train()`` puts the base back in eval mode,
+so ``fit``'s ``model.train()`` cannot switch them to batch statistics). Trainable weights:
+53,808, as in the lesson's summary; 7,093,360 in all, counting the moving statistics.
+
+The lesson feeds the images scaled to [0, 1] (its ``/ 255.0``) without ImageNet's
+mean/std normalisation (Keras's ``densenet.preprocess_input``, torchvision's
+``weights.transforms()``); so does this model, to stay the lesson's.
+
+Weights: ``weights="imagenet"`` loads torchvision's ImageNet weights for DenseNet121
+(``DenseNet121_Weights.IMAGENET1K_V1``), downloaded once into torch's cache
+(``torch.hub.get_dir()/checkpoints``); without a network, the error names the file and where
+to put it. ``weights=None`` keeps a random base (Keras's ``weights=None``): for tests, and for
+the comparison "pretrained versus not".
+
+Speed: the 121-layer base at 160x160 is what costs, about ten thousand times the head. In
+Keras every image goes through it in every epoch. Here, without augmentation, each image's
+features are computed once and reused in later epochs (``DenseNet121Base.reuse_features``,
+the same numbers up to float rounding); with augmentation the images change every epoch, and
+every epoch pays the full price. The README gives the measured times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import nn
+
+from cnn_torch.errors import UserError
+from cnn_torch.models import (
+    KerasBatchNorm1d,
+    LessonModel,
+    _augmentation_layers,
+    _check_args,
+    _keras_init,
+)
+
+RESIZE_TO = (160, 160)  # the lesson's: what DenseNet121 was set up for in the episode
+WEIGHTS = ("imagenet", None)
+
+
+class ResizeWithPad(nn.Module):
+    """``tf.image.resize_with_pad(x, height, width, method=BILINEAR)``: scale the image to fit
+    inside ``size`` keeping its aspect ratio, then pad with zeros to exactly ``size``, the image
+    in the middle. A 32x32 image fills 160x160 without padding."""
+
+    def __init__(self, size: Sequence[int] = RESIZE_TO) -> None:
+        super().__init__()
+        self.size = (int(size[0]), int(size[1]))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        target_height, target_width = self.size
+        # TensorFlow's arithmetic: the larger of the two ratios decides, sizes round down
+        ratio = max(width / target_width, height / target_height)
+        resized_height, resized_width = math.floor(height / ratio), math.floor(width / ratio)
+        top = max(0, math.floor((target_height - height / ratio) / 2))
+        left = max(0, math.floor((target_width - width / ratio) / 2))
+        # bilinear without antialiasing, half-pixel centres: tf.image.resize's defaults
+        resized = TF.resize(images, [resized_height, resized_width], interpolation=TF.InterpolationMode.BILINEAR,
+                            antialias=False)
+        padding = [left, top, target_width - resized_width - left, target_height - resized_height - top]
+        return TF.pad(resized, padding, fill=0.0) if any(padding) else resized
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+def imagenet_densenet121() -> nn.Module:
+    """torchvision's DenseNet121 with its ImageNet weights, downloaded into torch's cache the first
+    time; a ``UserError`` naming the file and the folder when that cannot be done."""
+    from torchvision.models import DenseNet121_Weights, densenet121
+
+    weights = DenseNet121_Weights.IMAGENET1K_V1
+    try:
+        return densenet121(weights=weights, progress=True)
+    except OSError as error:  # no network (URLError), a proxy, a full disk...
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        reason = str(getattr(error, "reason", error)).splitlines()[0][:80]
+        raise UserError(
+            f"cannot download DenseNet121's ImageNet weights ({reason}): with a network this happens once;"
+            f" offline, put {weights.url.rsplit('/', 1)[-1]} (from {weights.url}) in {folder},"
+            " or pass --weights none (weights=None) to train on a random base"
+        ) from None
+
+
+class DenseNet121Base(nn.Sequential):
+    """The lesson's ``upscale`` layer and ``keras.applications.DenseNet121(include_top=False,
+    pooling='max')``: resizing to 160x160, torchvision's DenseNet121 without its classifier,
+    the ReLU Keras ends the network with (torchvision's ``features`` stop at the last batch
+    normalisation), and global max pooling: 1,024 numbers per image.
+
+    ``reuse_features=True``: while the base is frozen, an image always gives the same 1,024
+    numbers, so each image's are computed once and looked up afterwards (by the image's bytes);
+    every epoch after the first then costs only the head. ``densenet121_transfer`` turns it on
+    when there is no augmentation (augmented images are new every time). The kept features
+    are not part of the state_dict; a learner who unfreezes the base turns the reuse off.
+    """
+
+    def __init__(self, weights: str | None = "imagenet", reuse_features: bool = False) -> None:
+        from torchvision.models import densenet121
+
+        network = imagenet_densenet121() if weights == "imagenet" else densenet121(weights=None)
+        super().__init__(
+            ResizeWithPad(RESIZE_TO),  # Lambda(lambda x: tf.image.resize_with_pad(x, 160, 160))
+            network.features,          # DenseNet121 without its top (include_top=False)
+            nn.ReLU(),                 #   ... the 'relu' layer Keras's DenseNet121 ends with
+            nn.AdaptiveMaxPool2d(1),   # pooling='max': GlobalMaxPooling2D
+        )
+        self.reuse_features = reuse_features
+        self._features: dict[bytes, torch.Tensor] = {}  # image bytes -> its features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        frozen = not self.training and not any(p.requires_grad for p in self.parameters())
+        if not (self.reuse_features and frozen):
+            self._features.clear()  # computed by other weights, or for another mode: never reused
+            return super().forward(images)
+        keys = [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in images.detach().cpu()]
+        new = [i for i, key in enumerate(keys) if key not in self._features]
+        if new:
+            for i, features in zip(new, super().forward(images[new]), strict=True):
+                self._features[keys[i]] = features
+        return torch.stack([self._features[key] for key in keys])
+
+
+class TransferModel(LessonModel):
+    """A lesson model whose ``DenseNet121Base`` is frozen: no gradients, and eval mode always."""
+
+    @property
+    def base(self) -> DenseNet121Base:
+        return next(module for module in self if isinstance(module, DenseNet121Base))
+
+    def train(self, mode: bool = True) -> TransferModel:
+        super().train(mode)
+        # Keras: a layer with trainable=False runs in inference mode, its BatchNormalization
+        # layers included, even inside model.fit
+        self.base.eval()
+        return self
+
+
+def densenet121_transfer(
+    num_classes: int = 10,
+    input_shape: Sequence[int] = (3, 32, 32),
+    init: str = "keras",
+    weights: str | None = "imagenet",
+    augment: Sequence[str] | None = None,
+    augment_seed: int | None = None,
+) -> TransferModel:
+    """The lesson's transfer-learning model: 53,808 trainable weights (10 classes) on a frozen
+    DenseNet121 (7,037,504 weights with its moving statistics). ``input_shape`` is the images'
+    own shape; they are resized to 160x160 inside the model."""
+    if weights not in WEIGHTS:
+        raise UserError(f"weights {weights!r} is unknown: use 'imagenet' (the lesson's) or None (a random base)")
+    kwargs = _check_args("densenet121_transfer", num_classes, input_shape, init,
+                         augment=augment, augment_seed=augment_seed)
+    if kwargs["input_shape"][0] != 3:
+        raise UserError(f"densenet121_transfer takes colour images (3 channels), got {kwargs['input_shape'][0]}:"
+                        " convert them to RGB first")
+    kwargs["weights"] = weights
+    base = DenseNet121Base(weights, reuse_features="augment" not in kwargs)
+    layers = [
+        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
+        base,                              # resize_with_pad to 160x160, DenseNet121(include_top=False, pooling='max')
+        nn.Flatten(),                      # keras.layers.Flatten()
+        KerasBatchNorm1d(1024),            # keras.layers.BatchNormalization()
+        nn.Linear(1024, 50),               # keras.layers.Dense(50, activation='relu')
+        nn.ReLU(),                         #   ... its activation='relu'
+        nn.Dropout(0.5),                   # keras.layers.Dropout(0.5)
+        nn.Linear(50, num_classes),        # keras.layers.Dense(10)  (logits)
+    ]
+    model = TransferModel("densenet121_transfer", kwargs, layers)
+    if init == "keras":  # Keras's glorot-uniform for the layers it creates: the head, and a base without weights
+        _keras_init(model if weights is None else nn.Sequential(*layers[-5:]))
+    base.requires_grad_(False)  # base_model.trainable = False
+    return model.train()
+
+
+PRETRAINED = {"densenet121_transfer": densenet121_transfer}
+__all__ = ["PRETRAINED", "DenseNet121Base", "ResizeWithPad", "TransferModel", "densenet121_transfer"]
