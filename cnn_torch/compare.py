@@ -43,6 +43,7 @@ from cnn_torch.interrupt import TrainingInterrupted
 from cnn_torch.lesson_data import validation_cut
 from cnn_torch.models import ACTIVATIONS, MODELS, LessonModel, build_model
 from cnn_torch.stopping import Improvement
+from cnn_torch.terminal import say
 from cnn_torch.training import NonFiniteLoss, fit
 
 # What a setting may change, in the order settings are named and gridded.
@@ -483,6 +484,42 @@ def markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _number(value: float, digits: int = 4) -> str:
+    """``2.3019``; ``1.35e+30`` for a loss that blew up; ``-`` where a diverged setting has none."""
+    if math.isnan(value):
+        return "-"
+    return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.3g}"
+
+
+def text_table(results: Comparison) -> str:
+    """The table for a terminal: the setting's values under their axes' names, then the numbers
+    that rank it, aligned (table.csv and table.md keep every column)."""
+    settings = list(results.settings.values())
+    axes = list(settings[0])
+    table = results.table
+    folds = "mean_val_accuracy" in table
+    columns = {", ".join(axes): [", ".join(_format(s[axis]) for axis in axes) for s in settings]}
+    if folds:
+        columns["mean val_accuracy"] = [_number(v) for v in table["mean_val_accuracy"]]
+        columns["std"] = [_number(v) for v in table["std_val_accuracy"]]
+        columns["mean val_loss"] = [_number(v) for v in table["mean_val_loss"]]
+    else:
+        columns["best val_accuracy"] = [_number(v) for v in table["best_val_accuracy"]]
+        columns["epoch"] = ["-" if e is pd.NA or e is None else str(e) for e in table["best_epoch"]]
+        columns["final val_loss"] = [_number(v) for v in table["final_val_loss"]]
+    columns["s/epoch"] = [_number(v, 1) for v in table["seconds_per_epoch"]]
+    widths = [max(len(name), *(len(cell) for cell in cells)) for name, cells in columns.items()]
+    lines = []
+    for row in [list(columns), *zip(*columns.values(), strict=True)]:
+        first, *rest = row
+        cells = (cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True))
+        lines.append("  ".join([first.ljust(widths[0]), *cells]))
+    notes = []  # a diverged setting says why
+    if "note" in table:
+        notes = [f"{name}: {note}" for name, note in zip(table["setting"], table["note"], strict=True) if note]
+    return "\n".join(line.rstrip() for line in lines + notes) + "\n"
+
+
 def _varying(settings: list[dict]) -> str:
     """``optimizer=sgd | rmsprop | adam`` for the axes the comparison changes."""
     parts = []
@@ -497,16 +534,19 @@ def _describe(row: dict) -> str:
     if "mean_val_accuracy" in row:
         text = (f"{row['setting']}: val_accuracy {row['mean_val_accuracy']:.4f} (std {row['std_val_accuracy']:.4f})"
                 f" over the folds, {row['seconds_per_epoch']:.1f} s/epoch")
+    elif row["best_epoch"] is None:  # diverged in its first epoch: no number to show
+        text = f"{row['setting']}: no epoch finished"
     else:
         text = (f"{row['setting']}: best val_accuracy {row['best_val_accuracy']:.4f} (epoch {row['best_epoch']}),"
-                f" final val_loss {row['final_val_loss']:.4f}, {row['seconds_per_epoch']:.1f} s/epoch")
+                f" final val_loss {_number(row['final_val_loss'])}, {row['seconds_per_epoch']:.1f} s/epoch")
     return text + (f" - {row['note']}" if row.get("note") else "")
 
 
 def _announce(model_name: str, settings: list[dict], epochs: int, seed: int, data: str) -> None:
-    print(f"Comparing {len(settings)} settings of {model_name} ({_varying(settings)}), {epochs} epochs each, {data}.")
-    print(f"Every setting starts from the same initial weights (seed {seed}) and sees the training samples"
-          " in the same order, so the setting is the only difference.", flush=True)
+    say(f"Comparing {len(settings)} settings of {model_name} ({_varying(settings)}),"
+        f" {cli.counted(epochs, 'epoch')} each, {data}.")
+    say(f"Every setting starts from the same initial weights (seed {seed}) and sees the training samples"
+        " in the same order, so the setting is the only difference.")
 
 
 def _data_parts(train_images, train_labels, validation_data, validation_split, splits) -> list[tuple]:
@@ -621,7 +661,7 @@ def compare(
         for k, data in parts:
             label = name if k is None else f"{name} (fold {k + 1}/{folds})"
             if verbose == 2:
-                print(f"--- [{i}/{len(settings)}] {label}", flush=True)
+                say(f"--- [{i}/{len(settings)}] {label}")
             run_dir = setting_dir if setting_dir is None or k is None else setting_dir / f"fold-{k + 1}"
             part_runs.append(_train_one(
                 lambda setting=setting, name=name: _build(make, setting, name), initial, setting, label, data,
@@ -638,7 +678,7 @@ def compare(
             rows.append(_fold_row(name, part_runs))
         if verbose:
             resumed = "; ".join(dict.fromkeys(run.resumed for run in part_runs if run.resumed))
-            print(f"[{i}/{len(settings)}] {_describe(rows[-1])}" + (f" ({resumed})" if resumed else ""), flush=True)
+            say(f"[{i}/{len(settings)}] {_describe(rows[-1])}" + (f" ({resumed})" if resumed else ""))
 
     # --- the table, the best setting, the figure ---
     table = _table(rows)
@@ -718,15 +758,26 @@ def run_from_flags(args) -> Comparison:
         raise UserError(f"--folds must be at least 2, got {args.folds}: try --folds 3")
     if args.folds is not None and args.validation_split is not None:
         raise UserError("--folds validates on every fold of the training data: leave out --validation-split")
+    cli.check_seed(args.seed)
+    cli.check_device(args.device)
+    if args.resume is not None:  # every folder the comparison writes, before any data is loaded
+        fix = f"copy it to a folder you can write (cp -r {args.resume} NEW) and --resume NEW"
+        cli.check_writable_folder(args.resume, "--resume", fix)
+    else:
+        cli.check_writable_folder(args.out or runs.runs_root(), "--out" if args.out else "runs folder",
+                                  None if args.out else "pass --out DIR in a folder you can write")  # fmt: skip
     _, device, seed = process.start(args.device, args.seed, args.deterministic)
-    directory = Path(args.out) if args.out else Path("runs") / f"compare-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
     # the data, as scripts/train.py loads it: val/ validates, else the test split, else the last 20%
     lesson, validation_data, validation_split, _ = cli.load_run_data(args, seed)
     if args.folds is not None:  # K-fold: every fold of the training data validates in turn
         validation_data, validation_split = None, None
     dataset = args.dataset or data.resolve_dataset(None, args.data_dir)
+    directory = runs.claim_run_dir(args.out, "compare")  # a new one is made by this process alone
+    runs.lock_run_dir(directory)  # and no other process compares in it while this one does
     flags = {name: getattr(args, name) for name in COMPARISON_FLAGS}
+    if flags["data_dir"] is not None:  # absolute: the comparison and its runs work from any folder
+        flags["data_dir"] = str(Path(flags["data_dir"]).resolve())
     flags.update(dataset=dataset, seed=seed, patience=None, min_delta=0.0, restore_best_weights=False, fig_dir="fig")
     try:
         results = compare(
@@ -737,10 +788,10 @@ def run_from_flags(args) -> Comparison:
         )
     except TrainingInterrupted:
         print(f"Interrupted: every finished epoch is saved in {directory}.")
-        print(f"Continue with: python scripts/compare.py --resume {directory}")
+        print(f"Continue with: {cli.script_command('compare.py')} --resume {directory}")
         raise
     print()
-    print(markdown_table(results.table), end="")
+    print(text_table(results), end="")
     print(results.best_line())
     print(f"Table:       {directory / 'table.csv'} and table.md")
     print(f"Figure:      {directory / 'comparison.png'}")

@@ -21,13 +21,18 @@ import sys
 import torch
 from torch import nn
 
+from cnn_torch.terminal import fitted
+
 
 def _fmt(tensor: torch.Tensor) -> str:
     return f"shape {tuple(tensor.shape)} {str(tensor.dtype).replace('torch.', '')} on {tensor.device}"
 
 
 def say(what: str, keras: str, file=None) -> None:
-    print(f"[trace] {what}\n        Keras: {keras}", file=file or sys.stdout, flush=True)
+    """One step: what happened, then the Keras concept it stands for (wrapped to a terminal's width)."""
+    file = file or sys.stdout
+    print(fitted(f"[trace] {what}", file, indent=" " * 8), file=file)
+    print(fitted(f"        Keras: {keras}", file, indent=" " * 15), file=file, flush=True)
 
 
 def trace_first_batch(

@@ -26,8 +26,8 @@ from cnn_torch.models import ACTIVATIONS  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # what to compare: each takes one or more values
-    parser.add_argument("--optimizer", nargs="+", choices=list(optim.KERAS_LEARNING_RATES), default=None,
-                        help="optimizers to compare (default: adam)")
+    parser.add_argument("--optimizer", nargs="+", type=str.lower, choices=list(optim.KERAS_LEARNING_RATES),
+                        default=None, help="optimizers to compare, in any case: SGD, RMSprop, Adam (default: adam)")
     parser.add_argument("--learning-rate", nargs="+", type=float, default=None,
                         help="learning rates to compare (default: Keras's for the optimizer)")
     parser.add_argument("--batch-size", nargs="+", type=int, default=None, help="batch sizes to compare (default: 32)")

@@ -32,6 +32,14 @@ def main(argv=None) -> int:
 
 
 def plot_runs(args: argparse.Namespace) -> int:
+    if args.fig_dir is not None:
+        cli.check_writable_folder(args.fig_dir, "--fig-dir")
+    for run in args.run:  # every run's figure folder, before the first figure: a run may be shared read-only
+        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+        if args.fig_dir is None and Path(run).exists():
+            cli.check_writable_folder(run_dir / "fig", "figure folder", "pass --fig-dir DIR to draw them elsewhere")
+            if len(args.run) > 1:  # the overlay goes beside the runs
+                cli.check_writable_folder(run_dir.resolve().parent / "fig", "figure folder", "pass --fig-dir DIR")
     histories = {}  # several runs: also one figure that overlays them all
     for run in args.run:
         path = Path(run)

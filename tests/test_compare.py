@@ -404,7 +404,12 @@ def test_cli_compares_writes_and_resumes(tmp_path):
     common = ("--dataset", "shapes", "--limit", "120", "--seed", "3", "--quiet")
     result = compare_cli(*common, "--epochs", "1", "--optimizer", "sgd", "adam", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "| optimizer=sgd |" in result.stdout and re.search(r"Best: 0\.\d{4} using \{'optimizer'", result.stdout)
+    lines = result.stdout.splitlines()
+    table = lines[lines.index(next(line for line in lines if line.startswith("optimizer "))):][:3]
+    assert table[0].split() == ["optimizer", "best", "val_accuracy", "epoch", "final", "val_loss", "s/epoch"]
+    assert [line.split()[0] for line in table[1:3]] == ["sgd", "adam"] and all(len(line) <= 80 for line in table)
+    assert re.search(r"Best: 0\.\d{4} using \{'optimizer'", result.stdout)
+    assert (out / "table.md").read_text().startswith("| setting | best_val_accuracy |")  # every column kept there
     assert (out / "comparison.png").is_file() and (out / "optimizer-adam" / "model.pt").is_file()
     record = json.loads((out / "optimizer-sgd" / "run.json").read_text())
     assert record["flags"]["dataset"] == "shapes" and record["flags"]["limit"] == 120

@@ -152,5 +152,7 @@ def test_fit_has_no_trace_lines_and_stays_one_screen():
     fit_def = next(node for node in ast.parse(source).body if getattr(node, "name", None) == "fit")
     body = source.splitlines()[fit_def.body[1].lineno - 1 : fit_def.end_lineno]  # after the docstring
     code = [line for line in body if line.strip() and not line.strip().startswith("#")]
-    assert len(code) <= 60, len(code)
+    # 60 when issue 14 moved the trace into hooks; since then one line each for Keras's compile-by-name
+    # check (issue 17) and EarlyStopping's reset at the start of fit, and two for the latter's if
+    assert len(code) <= 63, len(code)
     assert not [line for line in code if "tracer" in line or "trace." in line]
