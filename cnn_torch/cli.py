@@ -126,6 +126,8 @@ def check_output_folders(args) -> None:
         check_writable_folder(runs_root(), "runs folder", "pass --out DIR in a folder you can write")
     if args.fig_dir is not None:
         check_writable_folder(args.fig_dir, "--fig-dir")
+    if getattr(args, "tensorboard", None) is not None:
+        check_writable_folder(args.tensorboard, "--tensorboard")
 
 
 def check_writable_folder(path: str | os.PathLike, flag: str, fix: str | None = None) -> None:

@@ -70,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         " view them with: tensorboard --logdir LOG_DIR",
     )  # fmt: skip
     parser.add_argument(
-        "--resume", default=None, metavar="RUN_DIR", help="continue a run from its last.pt up to --epochs"
+        "--resume", default=None, metavar="RUN_DIR",
+        help="continue a run from its last.pt, with its own flags, up to --epochs (default: the run's own)",
     )
     parser.add_argument("--trace", action="store_true", help="narrate every step of the first batch")
     parser.add_argument(
