@@ -382,3 +382,23 @@ def _train_only(root: Path, tmp_path: Path):
     only = tmp_path / "only"
     shutil.copytree(root / "train", only / "train")
     return load_image_folder(only)
+
+
+# --------------------------------------------------------------------------- against Keras on TensorFlow
+
+
+@pytest.mark.skipif(not os.environ.get("CNN_TORCH_TF_PYTHON"),
+                    reason="set CNN_TORCH_TF_PYTHON to an interpreter with tensorflow and keras")  # fmt: skip
+@pytest.mark.parametrize("aspect", ["stretch", "crop", "pad"])
+def test_lossless_pixels_equal_keras_on_tensorflow(tmp_path, aspect):
+    """The lesson's own loader, ``image_dataset_from_directory`` on TensorFlow, against ours on
+    PNG (RGB, RGBA, grayscale) and BMP files of five sizes: within uint8 rounding (0.5)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from loader_gap import gaps
+
+    write_photo_tree(tmp_path / "tree", np.random.default_rng(4))
+    report = gaps(os.environ["CNN_TORCH_TF_PYTHON"], tmp_path / "tree", (32, 32),
+                  crop=aspect == "crop", pad=aspect == "pad")  # fmt: skip
+    assert set(report) == {".png", ".bmp"} and sum(entry["files"] for entry in report.values()) == 10
+    for kind, entry in report.items():
+        assert entry["max_gap"] <= 0.5 + 1e-3, (kind, entry)
