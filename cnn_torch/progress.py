@@ -71,12 +71,12 @@ def format_step_time(seconds: float) -> str:
 
 
 def format_eta(seconds: float) -> str:
-    """Keras's time left: ``42s``, ``1:02`` or ``1:02:03``."""
+    """Keras's time left: ``42s``, ``1:02`` or ``1:02:03``, in whole seconds cut down (not rounded)."""
     if seconds > 3600:
-        return f"{seconds // 3600:.0f}:{(seconds % 3600) // 60:02.0f}:{seconds % 60:02.0f}"
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
     if seconds > 60:
-        return f"{seconds // 60:.0f}:{seconds % 60:02.0f}"
-    return f"{seconds:.0f}s"
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{int(seconds)}s"
 
 
 def visible_length(text: str) -> int:
@@ -141,17 +141,18 @@ class EpochProgress:
 
     def running_line(self, step: int, eta: str, per_step: str, numbers: list[str], width: int) -> str:
         """Keras's running bar, made to fit ``width`` columns: the bar narrows, then the bar, the
-        time per step and the time left go, in that order; the numbers stay."""
-        count, numbers_text = f"{BOLD}{self.count(step)}{RESET}", "".join(f" - {n}" for n in numbers)
+        time per step, the time left and the numbers other than the loss go, in that order."""
+        count = f"{BOLD}{self.count(step)}{RESET}"
         times = [f" {BOLD}{eta}{RESET}", f" {per_step}"]
-        for kept in (2, 1, 0):
-            tail = "".join(times[:kept]) + numbers_text
+        loss_only = [number for number in numbers if number.startswith("loss: ")]
+        for kept_times, kept_numbers in ((2, numbers), (1, numbers), (0, numbers), (0, loss_only)):
+            tail = "".join(times[:kept_times]) + "".join(f" - {number}" for number in kept_numbers)
             room = width - visible_length(count) - 1 - visible_length(tail)
-            if kept == 2 and room >= MIN_BAR_WIDTH:
+            if kept_times == 2 and room >= MIN_BAR_WIDTH:
                 return f"{count} {self.bar(step, min(BAR_WIDTH, room))}{tail}"
             if visible_length(count + tail) <= width:
                 return count + tail
-        return ESCAPE.sub("", count + numbers_text)[:width]  # a very narrow window: as much as fits
+        return ESCAPE.sub("", count + tail)[:width]  # a window too narrow even for that: as much as fits
 
     def draw(self, text: str, end: str = "") -> None:
         """Redraw the bar in place: back to the line's start, then blank out what is left of the last one."""
