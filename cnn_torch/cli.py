@@ -15,7 +15,7 @@ from pathlib import Path
 from cnn_torch import data, distributed
 from cnn_torch.errors import UserError
 from cnn_torch.interrupt import TrainingInterrupted
-from cnn_torch.models import ACTIVATIONS, MODELS
+from cnn_torch.models import ACTIVATIONS, PRETRAINED_MODELS, model_names
 from cnn_torch.optim import KERAS_LEARNING_RATES
 
 # The lesson models' input (height, width): images are resized to it unless --image-size says otherwise.
@@ -29,7 +29,7 @@ RUN_FLAGS = (
     "model", "dataset", "data_dir", "batch_size", "optimizer", "learning_rate", "validation_split",
     "limit", "seed", "precision", "monitor", "patience", "min_delta", "restore_best_weights", "fig_dir",
     "deterministic", "dropout", "activation", "image_size", "classes", "crop_to_aspect_ratio", "pad_to_aspect_ratio",
-    "baseline", "start_from_epoch", "tensorboard",
+    "baseline", "start_from_epoch", "tensorboard", "batch_norm", "augment", "l2", "weights",
 )
 # Of those, the ones a resumed run may be given anew: the given value wins (figures elsewhere, data moved).
 RESUME_MAY_CHANGE = ("fig_dir", "data_dir", "tensorboard")
@@ -48,6 +48,7 @@ def check_flags(args) -> None:
     check_device(args.device)
     if args.dropout is not None and not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must be a rate from 0 up to (not including) 1, got {args.dropout}: try 0.5")
+    check_overfitting_flags(args)
     if args.patience is not None and args.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
     check_early_stopping_flags(args)
@@ -65,6 +66,37 @@ def check_flags(args) -> None:
     if args.resume is None and args.out is not None:  # a new run must not overwrite a finished one
         check_out_is_new(args.out)
     check_output_folders(args)
+
+
+def check_overfitting_flags(args) -> None:
+    """--augment, --batch-norm, --l2 and --weights, and which models take them."""
+    from cnn_torch.augment import normalise_specs
+
+    normalise_specs(getattr(args, "augment", None))  # an unknown name or factor: one line naming the choices
+    l2 = getattr(args, "l2", None)
+    if l2 is not None and not l2 >= 0:  # "not >=": NaN is refused too
+        raise UserError(f"--l2 must be 0 or more, got {l2}: try --l2 0.01 (Keras's L2 default)")
+    pretrained = args.model in PRETRAINED_MODELS
+    if pretrained and getattr(args, "batch_norm", False):
+        raise UserError(f"--batch-norm adds BatchNormalization to the lesson's models; {args.model} has its own:"
+                        " leave out --batch-norm")
+    if pretrained and any(getattr(args, name, None) is not None for name in ("dropout", "activation")):
+        raise UserError(f"{args.model} keeps the lesson's head (Dropout(0.5), relu):"
+                        " leave out --dropout and --activation")
+    if not pretrained and getattr(args, "weights", None) is not None:
+        raise UserError(f"--weights picks the pretrained base of {', '.join(PRETRAINED_MODELS)}; {args.model}"
+                        " starts from Keras's initialisation: leave out --weights")
+
+
+def apply_model_defaults(args) -> None:
+    """The fit settings the lesson uses with a model, where the command line leaves them out: the
+    transfer-learning episode stops early on val_accuracy with a patience of 5."""
+    given = getattr(args, "given", set())
+    if args.model in PRETRAINED_MODELS:
+        if "monitor" not in given:
+            args.monitor = "val_accuracy"
+        if "patience" not in given:
+            args.patience = 5
 
 
 def check_early_stopping_flags(args) -> None:
@@ -229,7 +261,7 @@ def counted(number: int, noun: str) -> str:
 
 def add_model_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default="cifar_model_small", choices=list(MODELS),
+        "--model", default="cifar_model_small", choices=model_names(),
         help="the lesson's architecture (default: cifar_model_small)",
     )  # fmt: skip
 
@@ -307,9 +339,39 @@ def add_layer_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def layer_options(args) -> dict:
-    """``build_model``'s keyword arguments from --dropout and --activation (only those given)."""
-    return {name: getattr(args, name) for name in ("dropout", "activation") if getattr(args, name, None) is not None}
+def add_overfitting_flags(parser: argparse.ArgumentParser) -> None:
+    """--augment, --batch-norm and --l2 (the cures episode 04 lists), --weights (the transfer model's base)."""
+    parser.add_argument(
+        "--augment", nargs="+", default=None, metavar="NAME[=FACTOR]",
+        help="Keras's augmentation layers, first in the model: flip (horizontal), rotation (0.1 of a turn),"
+        " zoom (0.1), translation (0.1), contrast (0.2); e.g. --augment flip rotation=0.2",
+    )
+    parser.add_argument(
+        "--batch-norm", action="store_true",
+        help="a BatchNormalization (Keras's defaults) after every convolution of the lesson's models",
+    )
+    parser.add_argument(
+        "--l2", type=float, default=None, metavar="L2",
+        help="Keras's kernel_regularizer=L2(L2) on every Conv2D and Dense: L2 * sum(kernel**2) joins the loss"
+        " (and the reported loss, as in Keras); not torch's weight_decay",
+    )
+    parser.add_argument(
+        "--weights", choices=["imagenet", "none"], default=None,
+        help="densenet121_transfer's base: imagenet (default, downloaded once) or none (random)",
+    )  # fmt: skip
+
+
+def layer_options(args, seed: int | None = None) -> dict:
+    """``build_model``'s keyword arguments from --dropout, --activation, --batch-norm, --augment
+    (seeded by the run's ``seed``) and --weights: only those given."""
+    options = {name: getattr(args, name) for name in ("dropout", "activation") if getattr(args, name, None) is not None}
+    if getattr(args, "batch_norm", False):
+        options["batch_norm"] = True
+    if getattr(args, "augment", None):
+        options.update(augment=args.augment, augment_seed=seed)
+    if getattr(args, "weights", None) is not None:
+        options["weights"] = None if args.weights == "none" else args.weights
+    return options
 
 
 def add_compile_flags(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ from cnn_torch.checkpoints import model_from_checkpoint  # noqa: E402
 from cnn_torch.interrupt import TrainingInterrupted  # noqa: E402
 from cnn_torch.models import build_model  # noqa: E402
 from cnn_torch.optim import make_optimizer  # noqa: E402
+from cnn_torch.regularizers import L2Regularized  # noqa: E402
 from cnn_torch.training import NonFiniteLoss  # noqa: E402
 
 
@@ -30,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_model_flag(parser)
     cli.add_layer_flags(parser)
+    cli.add_overfitting_flags(parser)
     cli.add_data_flags(parser)
     parser.add_argument(
         "--epochs", type=int, default=None, help="passes over the training images (default: 10; resumed: the run's own)"
@@ -43,11 +45,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fig-dir", default=None, metavar="DIR", help="where the plots go (default: RUN_DIR/fig)")
     parser.add_argument(
         "--monitor", default="val_loss", metavar="METRIC",
-        help="metric for best.pt and early stopping: val_loss, val_accuracy, loss or accuracy (default: val_loss)",
+        help="metric for best.pt and early stopping: val_loss, val_accuracy, loss or accuracy"
+        " (default: val_loss; densenet121_transfer: val_accuracy, as the lesson)",
     )
     parser.add_argument(
         "--patience", type=int, default=None, metavar="EPOCHS",
-        help="stop after this many epochs without improvement (default: no early stopping)",
+        help="stop after this many epochs without improvement"
+        " (default: no early stopping; densenet121_transfer: 5, as the lesson)",
     )
     parser.add_argument(
         "--min-delta", type=float, default=0.0,
@@ -81,6 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = cli.parse_with_given(parser, argv)  # args.given: what --resume must not silently drop
     if args.epochs is None and args.resume is None:
         args.epochs = 10
+    cli.apply_model_defaults(args)  # the transfer model: early stopping on val_accuracy, patience 5
     return args
 
 
@@ -101,11 +106,14 @@ def train(args: argparse.Namespace) -> int:
 
     # 2. the model (Keras: keras.Model(inputs, outputs)); a resumed run rebuilds its own, weights and all
     model = model_from_checkpoint(resumed) if resumed else build_model(
-        args.model, num_classes=lesson.num_classes, input_shape=(3, *lesson.image_size), **cli.layer_options(args)
+        args.model, num_classes=lesson.num_classes, input_shape=(3, *lesson.image_size),
+        **cli.layer_options(args, seed),
     )
 
     # 3. compile: the loss and the optimizer
     loss_fn = torch.nn.CrossEntropyLoss()  # Keras: SparseCategoricalCrossentropy(from_logits=True)
+    if args.l2:  # Keras: kernel_regularizer=L2(l2) on every Conv2D and Dense; the penalty joins the loss
+        loss_fn = L2Regularized(loss_fn, model, args.l2)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.learning_rate)  # Keras: optimizer='adam'
 
     # 4. fit, in a run directory that keeps the history and the checkpoints after every epoch
