@@ -1,5 +1,6 @@
-"""Several settings of one model side by side: the episode's optimizer challenge, and the
-learning rate, batch size, dropout and activation experiments of later lesson versions.
+"""Several settings of one model side by side: the episode's optimizer challenge, the
+learning rate, batch size, dropout and activation experiments of later lesson versions, and
+the other cures for overfitting: augmentation and L2 regularisation.
 
 Every setting starts from the SAME initial weights and sees the samples in the SAME order
 (``fit``'s ``seed`` fixes the order), so the setting is the only difference between two
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from cnn_torch import checks, cli, optim, process, runs
+from cnn_torch.augment import normalise_specs
 from cnn_torch.checkpoints import load_checkpoint, restore_rng_state, save_checkpoint
 from cnn_torch.device import resolve_device
 from cnn_torch.errors import UserError
@@ -42,13 +44,16 @@ from cnn_torch.history import History, load_history
 from cnn_torch.interrupt import TrainingInterrupted
 from cnn_torch.lesson_data import validation_cut
 from cnn_torch.models import ACTIVATIONS, MODELS, LessonModel, build_model
+from cnn_torch.regularizers import L2Regularized
 from cnn_torch.stopping import Improvement
 from cnn_torch.terminal import say
 from cnn_torch.training import NonFiniteLoss, fit
 
 # What a setting may change, in the order settings are named and gridded.
-AXES = ("optimizer", "learning_rate", "batch_size", "dropout", "activation")
-MODEL_AXES = ("dropout", "activation")  # passed to the model; the rest to compile and fit
+AXES = ("optimizer", "learning_rate", "batch_size", "dropout", "activation", "augment", "l2")
+MODEL_AXES = ("dropout", "activation", "augment")  # passed to the model; the rest to compile and fit
+# augment's values are strings: "none", or augmentation specs joined by "+", e.g. "flip+rotation=0.2";
+# l2: Keras's L2 factor on every kernel, 0 for none
 DEFAULTS = {"optimizer": "adam", "learning_rate": None, "batch_size": 32}  # the lesson's; None: Keras's rate
 RECORD = "comparison.json"
 
@@ -72,7 +77,24 @@ def _check_value(axis: str, value):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise UserError(f"dropout must be a rate in [0, 1), got {value!r}: try 0.5")
         return float(value)
+    if axis == "l2":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise UserError(f"l2 must be a number >= 0, got {value!r}: try 0.01 (0: no penalty)")
+        return float(value)
+    if axis == "augment":
+        return _augment_value(value)
     return value
+
+
+def _augment_value(value) -> str:
+    """An augment setting as one string: ``"none"``, or its specs joined by ``+`` (``"flip+rotation"``);
+    a list of specs is joined, and every spec is checked now."""
+    specs = list(value) if isinstance(value, (list, tuple)) else [] if value is None else str(value).split("+")
+    specs = [str(spec).strip().lower() for spec in specs if str(spec).strip()]
+    if not specs or specs == ["none"]:
+        return "none"
+    normalise_specs(specs)  # an unknown name or factor: one line naming the choices
+    return "+".join(specs)
 
 
 def check_setting(setting: dict) -> dict:
@@ -232,7 +254,7 @@ def _copy_parameters(initial: list[torch.Tensor], model: nn.Module, name: str) -
     if shapes != [tuple(t.shape) for t in initial]:
         raise UserError(
             f"setting {name} changes the model's parameter shapes: compare settings of one architecture"
-            " (optimizer, learning_rate, batch_size, dropout, activation)"
+            " (optimizer, learning_rate, batch_size, dropout, activation, augment, l2)"
         )
     with torch.no_grad():
         for parameter, tensor in zip(parameters, initial, strict=True):
@@ -313,7 +335,7 @@ def _train_one(
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         run_flags = {**flags, "optimizer": optimizer_name, "learning_rate": learning_rate, "batch_size": batch_size,
-                     **{axis: setting[axis] for axis in MODEL_AXES if axis in setting}, "epochs": epochs}
+                     **{axis: setting[axis] for axis in (*MODEL_AXES, "l2") if axis in setting}, "epochs": epochs}
         if resumed is not None:
             seconds = list(record.get("epoch_seconds", []))[:initial_epoch]
         record = runs.start_record(run_flags, seed, device)
@@ -324,7 +346,10 @@ def _train_one(
 
     status, note = "finished", ""
     try:
-        fit(model, nn.CrossEntropyLoss(), optimizer, train_images, train_labels, epochs=epochs,
+        loss_fn = nn.CrossEntropyLoss()
+        if setting.get("l2"):  # Keras: kernel_regularizer=L2(l2) on every Conv2D and Dense
+            loss_fn = L2Regularized(loss_fn, model, setting["l2"])
+        fit(model, loss_fn, optimizer, train_images, train_labels, epochs=epochs,
             batch_size=batch_size, validation_data=validation_data, validation_split=validation_split,
             seed=seed, verbose=fit_verbose, device=device, precision=precision,
             initial_epoch=initial_epoch, history=history, on_epoch_end=hook)
@@ -368,8 +393,11 @@ def _builder(model, train_images: torch.Tensor, num_classes: int) -> tuple[str, 
                     f" pass e.g. 'cifar_model_small'")
 
 
-def _build(make: Callable[..., nn.Module], setting: dict, label: str) -> nn.Module:
+def _build(make: Callable[..., nn.Module], setting: dict, label: str, seed: int | None = None) -> nn.Module:
     kwargs = {axis: setting[axis] for axis in MODEL_AXES if axis in setting}
+    if "augment" in kwargs:  # every setting's augmentation draws from the comparison's seed
+        kwargs["augment"] = None if kwargs["augment"] == "none" else kwargs["augment"].split("+")
+        kwargs["augment_seed"] = seed
     try:
         return make(**kwargs)
     except TypeError as error:
@@ -632,7 +660,7 @@ def compare(
 
     # --- the one starting point: every setting begins from these weights ---
     torch.manual_seed(seed)
-    reference = _build(make, settings[0], names[0])
+    reference = _build(make, settings[0], names[0], seed)
     directory = Path(out_dir) if out_dir is not None else None
     if directory is not None:
         if not isinstance(reference, LessonModel):
@@ -664,7 +692,7 @@ def compare(
                 say(f"--- [{i}/{len(settings)}] {label}")
             run_dir = setting_dir if setting_dir is None or k is None else setting_dir / f"fold-{k + 1}"
             part_runs.append(_train_one(
-                lambda setting=setting, name=name: _build(make, setting, name), initial, setting, label, data,
+                lambda setting=setting, name=name: _build(make, setting, name, seed), initial, setting, label, data,
                 epochs=epochs, seed=seed, run_dir=run_dir, flags=run_flags, class_names=list(class_names),
                 monitor=monitor, device=device, precision=precision, fit_verbose="auto" if verbose == 2 else 0,
             ))
@@ -746,7 +774,7 @@ def run_from_flags(args) -> Comparison:
         axes = _axes_from_flags(args)
         if not axes:
             raise UserError("nothing to compare: give several values to --optimizer, --learning-rate, --batch-size,"
-                            " --dropout or --activation, e.g. --optimizer sgd rmsprop adam")
+                            " --dropout, --activation, --augment or --l2, e.g. --optimizer sgd rmsprop adam")
         settings = grid(**axes)
         args.epochs = 10 if args.epochs is None else args.epochs
         if args.out is not None and (Path(args.out) / RECORD).exists():

@@ -35,6 +35,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="dropout rates to compare (default: the model's; adds a Dropout before Flatten)")
     parser.add_argument("--activation", nargs="+", choices=list(ACTIVATIONS), default=None,
                         help="hidden-layer activations to compare (default: relu)")
+    parser.add_argument("--augment", nargs="+", default=None, metavar="SPECS",
+                        help="augmentations to compare: none, or layers joined by +, e.g. none flip flip+rotation=0.2"
+                        " (layers: flip, rotation, zoom, translation, contrast; default: none)")
+    parser.add_argument("--l2", nargs="+", type=float, default=None,
+                        help="Keras L2 factors to compare, on every Conv2D and Dense kernel, e.g. 0 0.001 0.01"
+                        " (default: 0)")
     parser.add_argument("--folds", type=int, default=None,
                         help="K-fold cross-validation on the training data (the lesson's GridSearchCV(cv=K))")
     # the data, the model, the run: as scripts/train.py
