@@ -60,7 +60,10 @@ def resize(
     height, width = int(images.shape[-2]), int(images.shape[-1])
     if (height, width) == (target_height, target_width):
         return images
-    pixels = images.to(torch.float32)  # float, not uint8: torch's uint8 kernel rounds differently per CPU
+    # float, not uint8: torch's uint8 kernel rounds differently per CPU; channels-last: the
+    # same numbers, about twice as fast on the CPU for a batch
+    memory_format = torch.channels_last if images.ndim == 4 else torch.contiguous_format
+    pixels = images.to(torch.float32, memory_format=memory_format)
     padding = None
     if crop_to_aspect_ratio:  # keras.preprocessing.image.smart_resize: the largest centred box
         crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)

@@ -402,3 +402,23 @@ def test_lossless_pixels_equal_keras_on_tensorflow(tmp_path, aspect):
     assert set(report) == {".png", ".bmp"} and sum(entry["files"] for entry in report.values()) == 10
     for kind, entry in report.items():
         assert entry["max_gap"] <= 0.5 + 1e-3, (kind, entry)
+
+
+def test_class_subset_of_cifar10_arrays_and_their_resize(tmp_path, monkeypatch):
+    """The 2026 lesson's five classes from a full CIFAR-10 copy (torchvision's real pickles),
+    and CIFAR-10 at 64x64 for the sibling lesson: the same resize as a folder gets."""
+    from test_data import skip_md5, write_cifar10
+
+    rows, labels, names = write_cifar10(tmp_path / "cifar", per_batch=30)
+    skip_md5(monkeypatch)
+    subset = load_data("cifar10", tmp_path / "cifar", class_names=["class3", "class1"], download=False)
+    assert subset.class_names == ["class3", "class1"]
+    train_labels = np.array(labels[:150])
+    assert subset.train_labels.tolist() == [0 if k == 3 else 1 for k in train_labels if k in (1, 3)]
+    kept = [i for i, k in enumerate(train_labels) if k in (1, 3)]
+    assert torch.equal(subset.train_images, torch.from_numpy(rows[kept]).reshape(-1, 3, 32, 32))
+    assert len(subset.test_labels) == sum(k in (1, 3) for k in labels[150:])
+    large = load_data("cifar10", tmp_path / "cifar", image_size=(64, 64), download=False)
+    assert large.image_size == (64, 64) and large.resized_from == {(32, 32): 180}
+    first = torch.from_numpy(rows[0]).reshape(3, 32, 32)
+    within_rounding(large.train_images[0], tf_bilinear(hwc(first), 64, 64))
