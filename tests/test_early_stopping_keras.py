@@ -19,8 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import re
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +33,7 @@ import torch
 from torch import nn
 
 from cnn_torch import EarlyStopping, fit
+from cnn_torch.checkpoints import load_checkpoint
 from cnn_torch.errors import UserError
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -35,6 +41,7 @@ keras = pytest.importorskip("keras")
 # Keras's set_weights/get_weights on the torch backend warn about NumPy 2's copy keyword, ~20 times a sequence
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
+ROOT = Path(__file__).resolve().parents[1]
 MONITORS = ("val_loss", "loss", "val_accuracy", "accuracy")
 VALIDATION_SIZES = (9, 17, 100, 1000, 10_000)  # accuracies are c / n, computed in float32 as fit does
 
@@ -353,3 +360,76 @@ def test_history_params_keep_the_verbose_the_caller_passed():
 def test_a_mode_keras_cannot_infer_is_one_line(kwargs, words):
     with pytest.raises(UserError, match=words):
         EarlyStopping(**kwargs)
+
+
+# --- on the command line -------------------------------------------------------------------------
+
+TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py"), "--dataset", "shapes", "--limit", "300", "--seed", "0",
+         "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """Two runs at once: one that must stop at epoch 2 (nothing beats epoch 1 by 10), one with
+    --baseline and --start-from-epoch whose stop is checked against Keras replaying its history."""
+    root = tmp_path_factory.mktemp("cli_stops")
+    flags = {
+        "min_delta": ["--epochs", "3", "--patience", "0", "--min-delta", "10", "--restore-best-weights"],
+        "baseline": ["--epochs", "4", "--patience", "1", "--baseline", "0.5", "--start-from-epoch", "1",
+                     "--restore-best-weights", "--monitor", "val_accuracy"],
+    }  # fmt: skip
+    processes = {
+        name: subprocess.Popen([*TRAIN, *extra, "--out", str(root / name)], cwd=root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        for name, extra in flags.items()
+    }  # fmt: skip
+    results = {}
+    for name, process in processes.items():
+        stdout, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stderr + stdout
+        results[name] = (root / name, stdout)
+    return results
+
+
+def test_cli_says_it_stopped_and_model_pt_holds_the_restored_epoch(cli_runs):
+    run_dir, stdout = cli_runs["min_delta"]
+    # Keras's messages, printed by the CLI even with --quiet
+    assert "Epoch 2: early stopping\nRestoring model weights from the end of the best epoch: 1.\n" in stdout
+    assert "Last epoch (2)" in stdout and "Restored epoch (1), in model.pt" in stdout
+    history = json.loads((run_dir / "history.json").read_text())["history"]
+    assert len(history["val_loss"]) == 2
+    assert load_checkpoint(run_dir / "model.pt")["epoch"] == 1
+    # evaluate.py reports the weights model.pt holds: epoch 1's, with epoch 1's validation numbers
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--checkpoint",
+                             str(run_dir / "model.pt")], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "(cifar_model_small, 1 epoch(s) trained)" in result.stdout
+    loss = float(re.search(r"^loss: (\d+\.\d{4}) - accuracy", result.stdout, re.MULTILINE).group(1))
+    assert abs(history["val_loss"][0] - history["val_loss"][1]) > 2e-4  # the two epochs can be told apart
+    assert loss == pytest.approx(history["val_loss"][0], abs=6e-5)
+
+
+def test_cli_baseline_and_start_from_epoch_stop_where_keras_would(cli_runs, keras_model):
+    run_dir, stdout = cli_runs["baseline"]
+    record = json.loads((run_dir / "run.json").read_text())["flags"]
+    assert (record["baseline"], record["start_from_epoch"]) == (0.5, 1)
+    values = json.loads((run_dir / "history.json").read_text())["history"]["val_accuracy"]
+    callback = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=1, verbose=1, baseline=0.5,
+                                             restore_best_weights=True, start_from_epoch=1)  # fmt: skip
+    # past the run's last epoch, accuracies of 0 (never better): Keras would stop there at the latest
+    expected = run_keras(callback, keras_model, "val_accuracy", values + [0.0] * (4 - len(values)))
+    assert expected.epochs_run == len(values)  # Keras, given the same numbers, stops where the run stopped
+    assert expected.printed in stdout
+    assert load_checkpoint(run_dir / "model.pt")["epoch"] == expected.best_epoch + 1
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [(["--baseline", "0.5"], "--baseline tunes early stopping, which is off: add --patience N"),
+     (["--start-from-epoch", "2", "--baseline", "1"], "--baseline and --start-from-epoch tune early stopping"),
+     (["--patience", "2", "--start-from-epoch", "-1"], "--start-from-epoch must be 0 or more")],
+)  # fmt: skip
+def test_cli_early_stopping_flags_are_checked_before_any_data(tmp_path, flags, words):
+    result = subprocess.run([*TRAIN, *flags], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert words in result.stderr and "Data:" not in result.stdout
