@@ -180,3 +180,31 @@ def load_weights(model: nn.Module, checkpoint: dict) -> None:
         raise UserError(
             f"the checkpoint's weights do not fit this model ({reason}): build it with the same arguments"
         ) from None
+
+
+# --------------------------------------------------------------------------- Keras's model.save / load_model
+
+
+def save_model(
+    model: nn.Module, path: str | os.PathLike, class_names: list[str], history: History | None = None
+) -> Path:
+    """Keras's ``model.save('model_intro.keras')``: the weights and what rebuilds the model
+    (its name and arguments), plus the class names and, if given, the History, in one
+    checkpoint file (the same format as a run's ``model.pt``). The folder is created if
+    needed, as the lesson's ``os.makedirs("models", exist_ok=True)`` does."""
+    if not hasattr(model, "model_name"):
+        raise UserError("save_model saves the lesson's models (cnn_torch.models); for another model save its"
+                        " state_dict with torch.save(model.state_dict(), path)")  # fmt: skip
+    history = history if history is not None else getattr(model, "history", None) or History()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = make_checkpoint(model, class_names=class_names, epoch=len(history.epoch), history=history)
+    return save_checkpoint(path, checkpoint)
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Keras's ``keras.models.load_model(path)``: the model rebuilt from a checkpoint alone,
+    with its weights, in eval mode. ``load_checkpoint(path)["class_names"]`` has its classes."""
+    model = model_from_checkpoint(load_checkpoint(path))
+    model.eval()
+    return model
