@@ -68,10 +68,10 @@ def test_start_of_run_says_what_the_run_uses(tmp_path):
     assert result.returncode == 0, result.stderr
     head = result.stdout.splitlines()[:7]
     assert head[0] == "Data:       shapes: 100 training images, 10 classes, 32x32"
-    assert head[1] == "Validation: 20 images (the test split)"
+    assert head[1] == "Validation: 20 images (the test split: generated from seed 5)"
     assert head[2] == "Model:      cifar_model_small, 114,510 parameters"
     assert head[3].startswith("Optimizer:  Adam, learning rate 0.001")
-    assert head[4] == "Batches:    16 images, 7 steps per epoch, 1 epochs"
+    assert head[4] == "Batches:    16 images, 7 steps per epoch, 1 epoch"
     assert head[5] == "Device:     cpu, fp32, seed 5"
     assert all(len(line) <= 80 for line in head)
 
@@ -222,18 +222,28 @@ def readme_pdb_line() -> int:
     return int(match.group(1))
 
 
-def test_the_readme_pdb_line_is_the_loss_line():
-    line = (ROOT / "cnn_torch" / "training.py").read_text().splitlines()[readme_pdb_line() - 1]
-    assert "loss = loss_fn(" in line, line
+def test_the_readme_pdb_line_comes_right_after_the_loss():
+    """pdb stops BEFORE the line it names: the recipe names the first line after the loss."""
+    lines = (ROOT / "cnn_torch" / "training.py").read_text().splitlines()
+    line = readme_pdb_line()
+    assert "optimizer.zero_grad()" in lines[line - 1], lines[line - 1]
+    assert "the line `optimizer.zero_grad()`" in (ROOT / "README.md").read_text()
+    loss_line = next(i for i, text in enumerate(lines, start=1) if "loss = loss_fn(" in text)
+    assert loss_line < line and "breakpoint()" in "".join(lines[loss_line : line - 1])  # --break-at's, between
 
 
-def test_pdb_recipe_stops_in_the_clone_s_training_py(tmp_path):
-    commands = f"b cnn_torch/training.py:{readme_pdb_line()}\nc\np tuple(images.shape)\np __file__\nq\n"
+def test_pdb_recipe_prints_the_loss_in_the_clone_s_training_py(tmp_path):
+    """The README's recipe, as written: b LINE, c, p loss (and a look at the images), q."""
+    commands = f"b cnn_torch/training.py:{readme_pdb_line()}\nc\np loss\np tuple(images.shape)\nq\n"
     result = run_script("-m", "pdb", TRAIN, "--dataset", "shapes", "--limit", "64", "--epochs", "1", "--quiet",
                         "--out", tmp_path / "run", cwd=ROOT, env=OFFLINE, stdin=commands)  # fmt: skip
     assert "Breakpoint 1 at" in result.stdout and str(ROOT / "cnn_torch" / "training.py") in result.stdout
-    assert "(32, 3, 32, 32)" in result.stdout  # read at the breakpoint: the first batch of images
+    assert re.search(r"\(Pdb\) tensor\(\d+\.\d+, grad_fn=<NllLossBackward0>\)", result.stdout), result.stdout
+    assert "NameError" not in result.stdout and "(32, 3, 32, 32)" in result.stdout
     assert "not found from sys.path" not in result.stdout
+    # q stopped the run as Ctrl-C does: recorded, no traceback
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "interrupted"
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 # --- 7. scripts that read runs ---------------------------------------------------------------------
