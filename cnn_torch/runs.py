@@ -259,7 +259,8 @@ def load_resume(args) -> dict:
         args.epochs = planned or checkpoint["epoch"]
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(
-            f"{run_dir} already finished {checkpoint['epoch']} epochs: pass --epochs larger than that to continue"
+            f"{run_dir} already finished {counted(checkpoint['epoch'], 'epoch')}: pass --epochs larger than that"
+            " to continue"
         )
     return checkpoint
 
@@ -455,7 +456,7 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
 def print_summary(run_dir: Path, figures: list[Path], history: History, status: str, data: dict | None = None,
                   restored_epoch: int | None = None, tensorboard: str | None = None) -> None:  # fmt: skip
     if status == "interrupted" and history.epoch:
-        print(f"Interrupted: the {len(history.epoch)} finished epoch(s) are saved in {run_dir}.")
+        print(f"Interrupted: {counted(len(history.epoch), 'finished epoch')} kept in {run_dir}.")
         epochs = history.params.get("epochs", "")
         print(f"Resume with: {script_command('train.py')} --resume {run_dir} --epochs {epochs}")
     elif status == "interrupted":
