@@ -84,14 +84,21 @@ class _KerasBatchNorm:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:  # Keras: training=False normalises with the moving mean and variance
             return super().forward(x)
-        with torch.no_grad():  # Keras: the moving statistics take the batch's mean and BIASED variance
-            dims = [d for d in range(x.ndim) if d != 1]  # every axis but the channels
-            mean, variance = x.float().mean(dims), x.float().var(dims, unbiased=False)
-            self.running_mean.copy_(self.running_mean * self.keras_momentum + mean * (1.0 - self.keras_momentum))
-            self.running_var.copy_(self.running_var * self.keras_momentum + variance * (1.0 - self.keras_momentum))
+        # the batch's own mean and biased variance, per channel (every axis but axis 1)
+        dims = [d for d in range(x.ndim) if d != 1]
+        values = x.float()
+        mean, variance = values.mean(dims), values.var(dims, unbiased=False)
+        with torch.no_grad():  # Keras: moving = moving * momentum + batch * (1 - momentum)
+            m = self.keras_momentum
+            self.running_mean.copy_(self.running_mean * m + mean * (1.0 - m))
+            self.running_var.copy_(self.running_var * m + variance * (1.0 - m))
             self.num_batches_tracked += 1
-        # the batch normalised by its own statistics (no running statistics passed: none updated here)
-        return nn.functional.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        # normalise, scale, shift. Written out rather than torch's fused batch_norm, which on the
+        # CPU, for channels-last inputs (what fit hands the model there), loses 200 times more
+        # digits than these few operations (measured: 2e-4 against 8e-7 at outputs up to 8)
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        scale = torch.rsqrt(variance.view(shape) + self.eps) * self.weight.view(shape)
+        return ((values - mean.view(shape)) * scale + self.bias.view(shape)).to(x.dtype)
 
 
 class KerasBatchNorm2d(_KerasBatchNorm, nn.BatchNorm2d):
