@@ -446,7 +446,9 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
     if data.get("test_images") and "val" in data.get("splits", {}):
         print(f"Test:       {data['test_images']:,} images kept for evaluate.py ({data['splits']['test']})")
     print(f"Model:      {flags['model']}, {count_params(model):,} parameters")
-    print(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: CrossEntropyLoss")
+    l2 = flags.get("l2")  # Keras's kernel_regularizer=L2(l2), added to the loss (regularizers.py)
+    loss = "CrossEntropyLoss" + (f" + L2 {l2:g} * sum(kernel**2) of every Conv2D and Dense" if l2 else "")
+    print(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: {loss}")
     print(f"Batches:    {flags['batch_size']} images, {counted(data['steps_per_epoch'], 'step')} per epoch,"
           f" {counted(flags['epochs'], 'epoch')}")
     print(f"Device:     {record['device']}, {flags['precision']}, seed {record['seed']}")

@@ -81,7 +81,7 @@ def trace_first_batch(
             file,
         )
         say(
-            f"loss = CrossEntropyLoss(logits, labels) = {loss.item():.6f} (mean over the batch)",
+            f"loss = {type(module).__name__}(logits, labels) = {loss.item():.6f} (mean over the batch)",
             "loss = self.compute_loss(x, y, y_pred), SparseCategoricalCrossentropy(from_logits=True)",
             file,
         )
