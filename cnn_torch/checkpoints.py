@@ -204,7 +204,11 @@ def save_model(
 
 def load_model(path: str | os.PathLike) -> nn.Module:
     """Keras's ``keras.models.load_model(path)``: the model rebuilt from a checkpoint alone,
-    with its weights, in eval mode. ``load_checkpoint(path)["class_names"]`` has its classes."""
-    model = model_from_checkpoint(load_checkpoint(path))
+    with its weights, in eval mode, and its training History as ``model.history`` (as ``fit``
+    leaves it), so saving it again keeps the history. ``load_checkpoint(path)["class_names"]``
+    has its classes."""
+    checkpoint = load_checkpoint(path)
+    model = model_from_checkpoint(checkpoint)
+    model.history = History.from_dict(checkpoint["history"])
     model.eval()
     return model
