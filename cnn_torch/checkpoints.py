@@ -160,7 +160,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def model_from_checkpoint(checkpoint: dict) -> nn.Module:
     """Rebuild the model from the checkpoint alone and load its weights."""
-    model = build_model(checkpoint["model_name"], **checkpoint["model_kwargs"])
+    kwargs = dict(checkpoint["model_kwargs"])
+    pretrained = kwargs.get("weights")
+    if pretrained is not None:  # the state_dict holds the pretrained base too: no download to rebuild it
+        kwargs["weights"] = None
+    model = build_model(checkpoint["model_name"], **kwargs)
+    if pretrained is not None:
+        model.model_kwargs["weights"] = pretrained  # what the model is, for the checkpoints it writes
     load_weights(model, checkpoint)
     return model
 

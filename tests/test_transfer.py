@@ -177,3 +177,27 @@ def test_command_line_takes_the_lessons_early_stopping():
         cli.check_overfitting_flags(train_script.parse_args(["--model", "densenet121_transfer", "--batch-norm"]))
     with pytest.raises(UserError, match="leave out --weights"):
         cli.check_overfitting_flags(train_script.parse_args(["--weights", "none"]))
+
+
+def test_a_checkpoint_rebuilds_without_downloading(model, monkeypatch):
+    """Resume, evaluate.py and predict.py rebuild the model from its checkpoint, whose state_dict
+    already holds the pretrained base: no download, offline too; the rebuilt model still says
+    it is the ImageNet one."""
+    import torchvision.models
+
+    from cnn_torch.checkpoints import make_checkpoint, model_from_checkpoint
+    from cnn_torch.history import History
+
+    model.model_kwargs["weights"] = "imagenet"  # as a model built with weights="imagenet" records it
+    checkpoint = make_checkpoint(model, class_names=[str(i) for i in range(10)], epoch=1, history=History())
+    model.model_kwargs["weights"] = None
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models, "densenet121", lambda weights=None, progress=True: (
+        offline() if weights is not None else torchvision.models.DenseNet(32, (6, 12, 24, 16), 64)))
+    rebuilt = model_from_checkpoint(checkpoint)
+    assert rebuilt.model_kwargs["weights"] == "imagenet"
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(predict(rebuilt, images), predict(model, images))
