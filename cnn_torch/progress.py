@@ -42,9 +42,10 @@ ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def resolve_verbose(verbose: int | str) -> int:
+    """The level to print at: 0, 1 or 2 as given; ``"auto"``, 1 on a terminal and 2 elsewhere."""
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+    if verbose not in (0, 1, 2):
         raise UserError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}: try verbose='auto'")
     return int(verbose)
 
