@@ -132,6 +132,11 @@ def wrong_folder_message(root: Path) -> str:
     )  # the first few folders are enough to tell
     if folders and holds_images and not (root / "train").exists():
         names = ", ".join(f"{folder.name}/" for folder in folders[:3]) + (", ..." if len(folders) > 3 else "")
+        if root.name in SPLITS:  # the train/ (or val/, test/) folder itself: its parent is the data folder
+            return (
+                f"{root} holds class folders ({names}) itself, as a train/ folder does:"
+                f" pass its parent (--data-dir {root.parent})"
+            )
         return (
             f"{root} holds class folders ({names}) itself, as a train/ folder does: move them into"
             f" {root}/train/ (train/<class>/<image>) and pass --data-dir {root}"

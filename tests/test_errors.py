@@ -89,7 +89,7 @@ def make_bad_inputs(root: Path) -> None:
     (root / "a_file").write_text("not a folder")
     (image_tree(root / "empty_class") / "train" / "bird").mkdir()
     (image_tree(root / "corrupt") / "train" / "cat" / "bad.jpg").write_bytes(b"not a jpeg at all")
-    save_image(image_tree(root / "wrong_size") / "train" / "dog" / "big.png", size=(64, 48))
+    save_image(root / "outer" / "inner_data" / "train" / "cat" / "0.png")  # --data-dir one level too high
     tree = image_tree(root / "non_image")
     (tree / "train" / "cat" / "notes.txt").write_text("not an image")
     (tree / "train" / "dog" / "labels.csv").write_text("file,label\n")
@@ -134,7 +134,9 @@ TRAIN_ROWS = [
     ("data_dir_is_a_file", ["--dataset", "folder", "--data-dir", "{r}/a_file"], ["is a file", "train/"]),
     ("data_dir_empty", ["--dataset", "folder", "--data-dir", "{r}/empty"], ["holds neither", "found: nothing"]),
     ("no_train_folder", ["--dataset", "folder", "--data-dir", "{r}/no_train"], ["holds class folders (cat/)",
-                                                                                 "pass its parent"]),
+                                                                                 "move them into {r}/no_train/train/"]),
+    ("data_dir_one_level_too_high", ["--data-dir", "{r}/outer"], ["holds no train/ itself but inner_data/ does",
+                                                                  "pass --data-dir {r}/outer/inner_data"]),
     ("data_dir_missing_no_dataset", ["--data-dir", "{r}/nowhere"], ["{r}/nowhere", "does not exist"]),
     ("data_dir_missing_cifar10", ["--dataset", "cifar10", "--data-dir", "{r}/nowhere"], ["does not exist"]),
     ("data_dir_is_the_train_folder", ["--data-dir", "{r}/gray_rgba/train"], ["holds class folders (cat/, dog/)",
@@ -148,7 +150,6 @@ TRAIN_ROWS = [
     ("no_class_folders", ["--dataset", "folder", "--data-dir", "{r}/flat_train"], ["no class folders", "per class"]),
     ("empty_class_folder", ["--data-dir", "{r}/empty_class"], ["train/bird", "has no images", "remove it"]),
     ("corrupt_image", ["--data-dir", "{r}/corrupt"], ["bad.jpg", "corrupt", "delete or replace"]),
-    ("wrong_size", ["--data-dir", "{r}/wrong_size"], ["big.png", "48x64", "resize", "32x32"]),
     ("epochs_zero", ["--dataset", "shapes", "--epochs", "0"], ["--epochs", "positive", "--epochs 10"]),
     ("epochs_negative", ["--dataset", "shapes", "--epochs", "-3"], ["--epochs", "positive", "--epochs 10"]),
     ("batch_size_zero", ["--dataset", "shapes", "--batch-size", "0"], ["--batch-size", "positive", "32"]),
