@@ -40,14 +40,12 @@ def check_flags(args) -> None:
     them before any data is loaded or downloaded, and before anything is written."""
     if args.epochs <= 0:
         raise UserError(f"--epochs must be a positive integer, got {args.epochs}: try --epochs 10")
-    if args.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}: try --batch-size 32")
+    check_batch_size(args.batch_size)
     check_data_flags(args)
     check_learning_rate(args.learning_rate)
     check_seed(args.seed)
     check_device(args.device)
-    if args.dropout is not None and not 0 <= args.dropout < 1:
-        raise UserError(f"--dropout must be a rate from 0 up to (not including) 1, got {args.dropout}: try 0.5")
+    check_dropout(args.dropout)
     check_overfitting_flags(args)
     if args.patience is not None and args.patience < 0:
         raise UserError(f"--patience must be 0 or more, got {args.patience}: try --patience 3")
@@ -114,6 +112,16 @@ def check_early_stopping_flags(args) -> None:
 
         summary_writer_class()  # installed, or one line saying how to install it
         check_writable_folder(args.tensorboard, "--tensorboard")
+
+
+def check_dropout(rate: float | None) -> None:
+    if rate is not None and not 0 <= rate < 1:
+        raise UserError(f"--dropout must be a rate from 0 up to (not including) 1, got {rate}: try 0.5")
+
+
+def check_batch_size(batch_size: int) -> None:
+    if batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {batch_size}: try --batch-size 32")
 
 
 def check_learning_rate(learning_rate: float | None) -> None:

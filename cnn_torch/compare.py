@@ -772,6 +772,10 @@ def run_from_flags(args) -> Comparison:
         settings = _resume_flags(args)
     else:
         axes = _axes_from_flags(args)
+        for checks_one, values in ((cli.check_learning_rate, args.learning_rate), (cli.check_dropout, args.dropout),
+                                   (cli.check_batch_size, args.batch_size)):  # in the command line's words
+            for value in values or []:
+                checks_one(value)
         if not axes:
             raise UserError("nothing to compare: give several values to --optimizer, --learning-rate, --batch-size,"
                             " --dropout, --activation, --augment or --l2, e.g. --optimizer sgd rmsprop adam")
