@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -371,3 +372,34 @@ def _image_title(class_names, label, predicted, probability) -> str:
         parts.append(f"predicted: {class_names[int(predicted[0])]} {float(probability[0]):.2f}")
     return "\n".join(parts) or "input"
 
+
+
+def require_captum() -> None:
+    """Raise the one-line UserError now, before any work, when Captum is not installed."""
+    _captum_attr()
+
+
+def save_what_it_sees(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    class_names: Sequence[str],
+    fig_dir: str | Path,
+    prefix: str,
+    method: str = "gradcam",
+    title: str = "",
+    filters: bool = True,
+) -> list[Path]:
+    """Write the pictures of ``scripts/evaluate.py --visualise`` and ``predict.py --visualise``:
+    ``<prefix>_filters.png`` (unless ``filters`` is False), ``<prefix>_feature_maps.png`` (of
+    the first image) and ``<prefix>_<method>.png`` (every image). Returns their paths."""
+    from cnn_torch.plots import save_figure
+
+    fig_dir = Path(fig_dir)
+    first_label = labels[0] if labels is not None else None
+    written = [save_figure(show_filters(model, title=title), fig_dir / f"{prefix}_filters.png")] if filters else []
+    written.append(save_figure(show_feature_maps(model, images[0], class_names, first_label, title=title),
+                               fig_dir / f"{prefix}_feature_maps.png"))  # fmt: skip
+    written.append(save_figure(show_attributions(model, images, labels, class_names, method, title=title),
+                               fig_dir / f"{prefix}_{method}.png"))  # fmt: skip
+    return written

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 import torch  # noqa: E402
 
-from cnn_torch import cli, data, metrics, runs  # noqa: E402
+from cnn_torch import cli, data, metrics, runs, visualise  # noqa: E402
 from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cnn_torch.device import resolve_device  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
@@ -62,6 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="where <run>_<split>_confusion_matrix.png goes (default: the run's fig/)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument(
+        "--visualise", nargs="?", const="gradcam", default=None, choices=visualise.METHODS, metavar="METHOD",
+        help="also draw what the network sees: its first layer's filters, one image's feature maps, and which"
+        " pixels drove 8 predictions (METHOD: gradcam, the default, or integrated_gradients; needs captum)",
+    )
     return parser.parse_args(argv)
 
 
@@ -75,6 +80,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     cli.check_device(args.device)
     if args.fig_dir is not None:  # asked for: it must be writable, checked before any work
         cli.check_writable_folder(args.fig_dir, "--fig-dir")
+    if args.visualise:
+        visualise.require_captum()
     # 1. the model, rebuilt from the checkpoint alone
     checkpoint_path = Path(args.checkpoint)
     checkpoint = load_checkpoint(checkpoint_path)
@@ -92,6 +99,7 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device)
     matrix = torch.tensor(report["confusion_matrix"])
     figure = images_figure = None
+    seen = []
     if draw:
         title = (
             f"{checkpoint['model_name']} ({checkpoint_path.name}) on {data_name}, {args.split} split,"
@@ -104,8 +112,12 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
         predicted = predict(model, images[chosen], device=device).argmax(dim=1)
         grid = show_images(images[chosen], labels[chosen], class_names, f"{data_name}, {args.split} split", predicted)
         images_figure = save_images(grid, fig_dir / f"{runs.safe_name(run_dir.name)}_{args.split}_predictions.png")
+        if args.visualise:  # what the network sees, for the first 8 of those images
+            seen = visualise.save_what_it_sees(model, images[chosen[:8]], labels[chosen[:8]], class_names, fig_dir,
+                                               f"{runs.safe_name(run_dir.name)}_{args.split}", args.visualise, title)
     report.update(split=args.split, checkpoint=str(checkpoint_path), data=source,
-                  figure=figure and str(figure), images_figure=images_figure and str(images_figure))  # fmt: skip
+                  figure=figure and str(figure), images_figure=images_figure and str(images_figure),
+                  what_it_sees=[str(path) for path in seen])  # fmt: skip
     note = f"note: no figures: {fig_dir} cannot be written (read-only): pass --fig-dir DIR to draw them"
 
     # 4. show it
@@ -124,6 +136,8 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     if draw:
         print(f"\nFigure:      {figure}")
         print(f"Images:      {images_figure}")
+        for path in seen:
+            print(f"What it sees: {path}")
     else:  # the results first, then what could not be done
         print(f"\n{note}", file=sys.stderr)
     return 0

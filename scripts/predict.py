@@ -19,12 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from cnn_torch import cli, runs  # noqa: E402
+from cnn_torch import cli, runs, visualise  # noqa: E402
 from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from cnn_torch.device import resolve_device  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
 from cnn_torch.evaluation import predict, probabilities  # noqa: E402
 from cnn_torch.image_files import load_images, to_model_input  # noqa: E402
+from cnn_torch.plots import save_figure  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,6 +38,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
     cli.add_image_flags(parser, with_classes=False)  # defaults: the model's input size, the run's aspect rule
+    parser.add_argument(
+        "--visualise", nargs="?", const="gradcam", default=None, choices=visualise.METHODS, metavar="METHOD",
+        help="also draw what the network sees in each image: its feature maps and which pixels drove the"
+        " prediction (METHOD: gradcam, the default, or integrated_gradients; needs captum), and the filters",
+    )
+    parser.add_argument(
+        "--fig-dir", default=None, metavar="DIR", help="where --visualise draws (default: the run's fig/)"
+    )
     return parser.parse_args(argv)
 
 
@@ -48,6 +57,10 @@ def predict_files(args: argparse.Namespace) -> int:
     if args.top <= 0:
         raise UserError(f"--top must be a positive integer, got {args.top}: try --top 3")
     cli.check_device(args.device)
+    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else Path(args.checkpoint).resolve().parent / "fig"
+    if args.visualise:  # checked before any work: the folder to draw in, and Captum
+        cli.check_writable_folder(fig_dir, "--fig-dir")
+        visualise.require_captum()
     # 1. the model, rebuilt from the checkpoint alone
     checkpoint = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(checkpoint)
@@ -74,6 +87,15 @@ def predict_files(args: argparse.Namespace) -> int:
     for path, row in zip(args.images, class_probabilities.tolist(), strict=True):
         by_class = dict(zip(class_names, row, strict=True))
         results.append({"file": str(path), "predicted": max(by_class, key=by_class.get), "probabilities": by_class})
+    if args.visualise:  # what the network sees: its filters once, then each image's feature maps and attribution
+        model_title = f"{checkpoint['model_name']} ({Path(args.checkpoint).name})"
+        filters = fig_dir / f"{Path(args.checkpoint).stem}_filters.png"
+        save_figure(visualise.show_filters(model, title=model_title), filters)
+        for result, image in zip(results, inputs, strict=True):
+            name = Path(result["file"])
+            drawn = visualise.save_what_it_sees(model, image.unsqueeze(0), None, class_names, fig_dir, name.stem,
+                                                args.visualise, title=f"{name.name}, {model_title}", filters=False)
+            result["what_it_sees"] = [str(path) for path in (filters, *drawn)]
     if args.json:
         print(json.dumps(results))
         return 0
@@ -83,6 +105,8 @@ def predict_files(args: argparse.Namespace) -> int:
         width = max(len(name) for name in class_names)
         for name, probability in ranked[: args.top]:
             print(f"    {name:<{width}}  {probability:.4f}")
+        for figure in result.get("what_it_sees", []):
+            print(f"    what it sees: {figure}")
     return 0
 
 
