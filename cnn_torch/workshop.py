@@ -83,12 +83,11 @@ def prepare_datasets(
 def write_image_folders(splits: dict[str, Split], root: str | os.PathLike) -> Path:
     """Write each split's images as PNG files in the lesson's layout, ``root/<split>/<class>/<n>.png``.
 
-    ``splits`` maps a folder name ("train", "val", "test") to a :class:`Split`. PNG is
-    lossless, so reading the folders back gives the same pixels. Nothing is written when
-    ``root`` already exists (delete it to write it again).
+    ``splits`` maps a folder name ("train", "val", "test") to a :class:`Split`; every split gets
+    a folder for every class (the reader expects images in each). PNG is lossless, so reading
+    the folders back gives the same pixels. Nothing is written when ``root`` already exists
+    (delete it to write it again).
     """
-    from torchvision.io import write_png
-
     root = Path(root)
     if root.exists():
         return root
@@ -98,7 +97,7 @@ def write_image_folders(splits: dict[str, Split], root: str | os.PathLike) -> Pa
         for class_name in split.class_names:
             (partial / split_name / class_name).mkdir(parents=True, exist_ok=True)
         for n, (image, label) in enumerate(zip(split.images, split.labels.tolist(), strict=True)):
-            write_png(image.contiguous(), str(partial / split_name / split.class_names[label] / f"{n:04d}.png"))
+            _write_png(image, partial / split_name / split.class_names[label] / f"{n:04d}.png")
     partial.rename(root)  # all or nothing: an interrupted write leaves no half-filled root
     return root
 
@@ -108,8 +107,6 @@ def example_image_file(path: str | os.PathLike, shape: str = "star", seed: int =
     """Write a new picture of a ``shape`` (one of the shapes classes) that no data set holds,
     larger than the training images and not square: a stand-in for "a photo of your own"
     (episodes 02 and 06). Returns the path."""
-    from torchvision.io import write_png
-
     from cnn_torch.shapes import SHAPE_CLASSES, make_shapes
 
     if shape not in SHAPE_CLASSES:
@@ -118,5 +115,12 @@ def example_image_file(path: str | os.PathLike, shape: str = "star", seed: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     drawn = make_shapes(n_train=len(SHAPE_CLASSES), n_test=0, seed=seed, image_size=size)  # one of each class
     image = drawn.train_images[int(torch.nonzero(drawn.train_labels == SHAPE_CLASSES.index(shape))[0])]
-    write_png(image.contiguous(), str(path))
+    _write_png(image, path)
     return path
+
+
+def _write_png(image: torch.Tensor, path: Path) -> None:
+    """A ``uint8`` (3, height, width) image as a PNG file (lossless)."""
+    from PIL import Image
+
+    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path)
