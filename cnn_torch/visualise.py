@@ -27,6 +27,7 @@ matplotlib Figure (Jupyter shows it; ``plots.save_figure`` writes it to a PNG).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -251,19 +252,28 @@ def show_feature_maps(
 
 def _captum_attr():
     try:
-        import captum.attr
+        with warnings.catch_warnings():  # its progress bars warn, on import, of a notebook without ipywidgets
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import captum.attr
     except ImportError:
         raise UserError(CAPTUM_MISSING) from None
     return captum.attr
 
 
-def gradcam_layer(model: nn.Module) -> tuple[str, nn.Module]:
-    """The layer Grad-CAM looks at: the last convolution, after its activation (the
-    rectified maps Grad-CAM's authors use), labelled as :func:`watched_layers` labels it."""
+def gradcam_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Module]:
+    """The layer Grad-CAM looks at, labelled as :func:`watched_layers` labels it: ``layer``
+    (one of those labels), else the last convolution, after its activation (the rectified
+    maps Grad-CAM's authors use)."""
     convolutions = watched_layers(model, kinds=("conv",))
     if not convolutions:
         raise UserError(f"{getattr(model, 'model_name', type(model).__name__)} has no Conv2d layer for Grad-CAM")
-    return convolutions[-1]
+    if layer is None:
+        return convolutions[-1]
+    found = [(label, module) for label, module in convolutions if label == layer]
+    if not found:
+        raise UserError(f"no convolution {layer!r} for Grad-CAM: choose one of " + ", ".join(
+            repr(label) for label, _ in convolutions))  # fmt: skip
+    return found[0]
 
 
 def attribution_maps(
@@ -271,6 +281,7 @@ def attribution_maps(
     images: torch.Tensor,
     targets: torch.Tensor | Sequence[int] | None = None,
     method: str = "gradcam",
+    layer: str | None = None,
 ) -> torch.Tensor:
     """How much each pixel of each image counted for a class: (N, H, W), on the CPU.
 
@@ -278,7 +289,8 @@ def attribution_maps(
     ``"gradcam"`` (non-negative, at the last convolution's resolution, stretched bilinearly
     to the image's) or ``"integrated_gradients"`` (per pixel: the absolute attribution
     summed over the colour channels, from a black image in 32 steps). Larger means the pixel
-    pushed the model further towards that class. Uses Captum.
+    pushed the model further towards that class. ``layer`` picks another convolution for
+    Grad-CAM (a label of :func:`watched_layers`): an earlier one has finer maps. Uses Captum.
     """
     if method not in METHODS:
         raise UserError(f"unknown attribution method {method!r}: choose one of {', '.join(METHODS)}")
@@ -292,8 +304,8 @@ def attribution_maps(
         if len(targets) != len(batch):
             raise UserError(f"{len(targets)} targets for {len(batch)} images: give one class per image")
         if method == "gradcam":
-            _, layer = gradcam_layer(model)
-            coarse = attr.LayerGradCam(model, layer).attribute(batch, target=targets, relu_attributions=True)
+            _, watched = gradcam_layer(model, layer)
+            coarse = attr.LayerGradCam(model, watched).attribute(batch, target=targets, relu_attributions=True)
             maps = attr.LayerAttribution.interpolate(coarse, tuple(batch.shape[2:]), "bilinear")
         else:
             pixels = attr.IntegratedGradients(model).attribute(batch, baselines=0.0, target=targets, n_steps=32)
@@ -308,6 +320,7 @@ def show_attributions(
     class_names: Sequence[str],
     method: str = "gradcam",
     title: str = "",
+    layer: str | None = None,
 ):
     """For each image (a column): the image, titled with its true class (when ``labels`` are
     given) and the model's prediction with its probability; below it the attribution map
@@ -317,7 +330,7 @@ def show_attributions(
         batch = batch.unsqueeze(0)
     if labels is not None:
         labels = torch.as_tensor(labels).reshape(-1)
-    maps = attribution_maps(model, batch, method=method)
+    maps = attribution_maps(model, batch, method=method, layer=layer)
     predicted, probability = _predicted(model, batch)
     count = len(batch)
     fig, axes = plt.subplots(3, count, figsize=(1.6 * count + 1.2, 6.2), squeeze=False)
@@ -343,7 +356,7 @@ def show_attributions(
     axes[0][0].set_ylabel("image", fontsize=8)
     axes[1][0].set_ylabel(METHOD_TITLES[method], fontsize=8)
     axes[2][0].set_ylabel("both", fontsize=8)
-    where = f' at layer "{gradcam_layer(model)[0]}"' if method == "gradcam" else ", per pixel"
+    where = f' at layer "{gradcam_layer(model, layer)[0]}"' if method == "gradcam" else ", per pixel"
     heading = f"{title}\n" if title else ""
     heading += (f"Which pixels drove each prediction: {METHOD_TITLES[method]}{where}\n"
                 "yellow: counted most for the predicted class; black: not at all")  # fmt: skip

@@ -32,7 +32,7 @@ DATASET = "shapes"  # "shapes": built in, offline | "cifar10": downloads CIFAR-1
 DATA_DIR = None  # "folder": the folder that holds train/ (and val/, test/); CIFAR-10: where to keep it (None: data/)
 LIMIT = 1250  # training images before 20% are held out to validate (None: all); shapes: 1,000 / 250, and 250 to test
 EPOCHS = 10  # for model_intro, when episode 04's is not there to load
-TUNING_EPOCHS = 3  # for each model the challenges train (the lesson: 10, and 2 for the grid search)
+TUNING_EPOCHS = 5  # for each model the dropout and activation challenges train (the lesson: 10)
 SEED = 1  # the same seed repeats every number below
 
 # %%
@@ -185,11 +185,16 @@ show_feature_maps(model_intro, test_ds.images[0], class_names, test_labels[0], t
 show_attributions(model_intro, test_ds.images[:8], test_labels[:8], class_names, method="integrated_gradients");
 
 # %% [markdown]
-# **Grad-CAM** looks at a deeper layer: it weighs each of the last convolution's feature maps
-# by how much the class's score depends on it, and draws their sum over the image. It suits
-# models whose last convolution is followed by pooling or more convolutions; `model_intro`
-# has a single convolution right before its dense layer, where Grad-CAM says little. The
-# dropout model (episode 04) has three; it is trained here if episode 04's is not there.
+# The maps are noisy: `model_intro` sees one pixel's neighbourhood at a time, and is right
+# about fewer than half of the images.
+#
+# **Grad-CAM** looks at a deeper layer: it weighs each feature map of a convolution by how
+# much the class's score depends on it, and draws their sum over the image. It needs a
+# convolution that has already combined the first layer's patterns, which `model_intro`,
+# with its single convolution, does not have. The dropout model of episode 04 has three
+# (it is trained here if episode 04's is not there to load). Its last one leaves maps of
+# only 4x4 values, too coarse to point at parts of a 32x32 image; the second, with maps of
+# 13x13 (see the summary in episode 04), shows where the model looked.
 
 # %%
 if Path("models/model_dropout.pt").exists():
@@ -199,7 +204,8 @@ else:
     fit(model_dropout, torch.nn.CrossEntropyLoss(), "adam", train_ds.images, train_ds.labels, epochs=EPOCHS,
         validation_data=(val_ds.images, val_ds.labels), seed=SEED, verbose=0)
     save_model(model_dropout, "models/model_dropout.pt", class_names)
-show_attributions(model_dropout, test_ds.images[:8], test_labels[:8], class_names, method="gradcam");
+show_attributions(model_dropout, test_ds.images[:8], test_labels[:8], class_names, method="gradcam",
+                  layer="3 (Conv2d) + 4 (ReLU)");
 
 # %% [markdown]
 # ## Step 9. Tune hyperparameters
@@ -210,7 +216,8 @@ show_attributions(model_dropout, test_ds.images[:8], test_labels[:8], class_name
 # each. `compare` trains one model per setting, every one from the same initial weights and
 # on the same order of images, so the setting is the only difference between them (the
 # lesson builds a new model each time, so its runs also differ in their random start). Each
-# trains for `TUNING_EPOCHS` epochs here, to keep the notebook quick; more epochs tell more.
+# trains for `TUNING_EPOCHS` epochs here, to keep the notebook quick; after so few epochs a
+# comparison favours the settings that learn fastest, and ten tell more.
 #
 # ### Challenge: the dropout rate
 #
@@ -251,7 +258,7 @@ sns.lineplot(data=loss_df, x='dropout_rate', y='val_loss_vary', marker="o");
 # Keras: grid = GridSearchCV(estimator=model, param_grid=param_grid, n_jobs=1, cv=3)
 # Keras: grid_result = grid.fit(train_images, train_labels)
 grid_result = compare("model_intro", train_ds.images, train_ds.labels, grid(optimizer=["sgd", "rmsprop", "adam"]),
-                      epochs=TUNING_EPOCHS, folds=3, seed=SEED, class_names=class_names, verbose=0)
+                      epochs=2, folds=3, seed=SEED, class_names=class_names, verbose=0)
 # Keras: print("Best: %f using %s" % (grid_result.best_score_, grid_result.best_params_))
 print(grid_result.best_line())
 grid_result.table
