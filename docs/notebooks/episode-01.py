@@ -191,4 +191,4 @@ plt.show()
 # Keras: import os
 # Keras: os.makedirs("models", exist_ok=True)
 # Keras: model_intro.save('models/model_intro.keras')
-save_model(model_intro, "models/model_intro.pt", class_names)
+save_model(model_intro, "models/model_intro.pt", class_names);

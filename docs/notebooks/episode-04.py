@@ -115,6 +115,7 @@ history_intro = fit(model_intro, loss_fn, optimizer, train_ds.images, train_ds.l
 # %%
 # Keras: history_intro_df = pd.DataFrame.from_dict(history_intro.history)
 history_intro_df = pd.DataFrame.from_dict(history_intro.history)
+history_intro_df.index += 1  # number the epochs from 1, as fit printed them (Keras's frame counts from 0)
 
 # Keras: fig, axes = plt.subplots(1, 2)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -126,7 +127,7 @@ sns.lineplot(ax=axes[0], data=history_intro_df[['loss', 'val_loss']])
 sns.lineplot(ax=axes[1], data=history_intro_df[['accuracy', 'val_accuracy']]);
 
 # %% [markdown]
-# Read the plots (the epochs count from 0, as Keras counts them):
+# Read the plots:
 #
 # * The training loss falls and the training accuracy rises, epoch after epoch.
 # * The validation curves follow at first, then flatten out below the training accuracy:
@@ -171,6 +172,7 @@ history_dropout = fit(model_dropout, loss_fn, "adam", train_ds.images, train_ds.
 # %%
 # Keras: history_dropout_df = pd.DataFrame.from_dict(history_dropout.history)
 history_dropout_df = pd.DataFrame.from_dict(history_dropout.history)
+history_dropout_df.index += 1
 # Keras: fig, axes = plt.subplots(1, 2)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 # Keras: fig.suptitle('cifar_model_dropout')

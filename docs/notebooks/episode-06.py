@@ -73,7 +73,7 @@ else:
 
 # %%
 # Keras: model_best.save('model_best.keras')
-save_model(model_best, "model_best.pt", class_names)
+save_model(model_best, "model_best.pt", class_names);
 
 # %% [markdown]
 # Anyone with cnn-torch can now build the model from the file alone:
