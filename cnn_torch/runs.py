@@ -431,7 +431,7 @@ def describe_data(lesson, validation_split: float | None, batch_size: int, notic
 
 def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_dir: Path) -> None:
     """What the run uses, in a few lines (the size of Keras's ``model.summary()`` footer)."""
-    from cnn_torch.models import count_params
+    from cnn_torch.models import count_params, trainable_params
 
     data, flags = record["data"], record["flags"]
     height, width = data["image_size"]
@@ -445,7 +445,9 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
     print(f"Validation: {data['val_images']:,} images ({data['validation']})")
     if data.get("test_images") and "val" in data.get("splits", {}):
         print(f"Test:       {data['test_images']:,} images kept for evaluate.py ({data['splits']['test']})")
-    print(f"Model:      {flags['model']}, {count_params(model):,} parameters")
+    total, trainable = count_params(model), trainable_params(model)
+    frozen = f" ({trainable:,} trainable)" if trainable != total else ""  # a frozen base, batch norm statistics
+    print(f"Model:      {flags['model']}, {total:,} parameters{frozen}")
     l2 = flags.get("l2")  # Keras's kernel_regularizer=L2(l2), added to the loss (regularizers.py)
     loss = "CrossEntropyLoss" + (f" + L2 {l2:g} * sum(kernel**2) of every Conv2D and Dense" if l2 else "")
     print(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: {loss}")
