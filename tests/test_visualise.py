@@ -323,3 +323,22 @@ def test_evaluate_and_predict_draw_what_the_network_sees(tmp_path, capsys, train
     assert [Path(p).name for p in result["what_it_sees"]] == ["best_filters.png", "photo_feature_maps.png",
                                                              "photo_integrated_gradients.png"]  # fmt: skip
     assert all(Path(p).parent == tmp_path / "seen" and Path(p).is_file() for p in result["what_it_sees"])
+
+
+def test_gradcam_at_an_earlier_convolution(trained):
+    pytest.importorskip("captum")
+    model, test_ds = trained
+    batch = test_ds.images[:2]
+    targets = torch.tensor([1, 2])
+    first = "0 (Conv2d) + 1 (ReLU)"
+    maps = attribution_maps(model, batch, targets, layer=first)
+    caught = {}
+    handle = model[1].register_forward_hook(lambda module, inputs, output: caught.update(maps=output))
+    scores = model.eval()(batch.float() / 255.0)
+    handle.remove()
+    gradients = torch.autograd.grad(scores.gather(1, targets[:, None]).sum(), caught["maps"])[0]
+    by_hand = torch.relu((gradients.mean(dim=(2, 3), keepdim=True) * caught["maps"]).sum(dim=1, keepdim=True))
+    by_hand = F.interpolate(by_hand, size=(32, 32), mode="bilinear", align_corners=False)[:, 0].detach()
+    torch.testing.assert_close(maps, by_hand, rtol=1e-4, atol=1e-6)
+    with pytest.raises(UserError, match=r"no convolution '2 \(MaxPool2d\)' for Grad-CAM: choose one of '0 \(Conv2d\)"):
+        attribution_maps(model, batch, layer="2 (MaxPool2d)")
