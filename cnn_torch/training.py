@@ -16,6 +16,7 @@ from torch import nn
 
 from cnn_torch import distributed
 from cnn_torch.checks import checked_arguments, checked_fit_data
+from cnn_torch.cpu_sharing import sharing_cpu_cores
 from cnn_torch.device import as_float, autocast, keep_freed_memory, resolve_device
 from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
@@ -104,7 +105,9 @@ def fit(
         first_batch = epoch_order(len(train_images), shuffle, seed, initial_epoch)[:batch_size]
         trace_first_batch(model, loss_fn, optimizer, initial_epoch, steps, distributed.local_share(first_batch))
 
-    with stop_on_sigint(history) as stop_requested:  # Ctrl-C (or q in pdb): finish the batch, keep what is done
+    # Ctrl-C (or q in pdb): finish the batch, keep what is done. CPU: when other trainings run,
+    # take an even share of the cores (an optimizer step hook), so that none of them waits spinning
+    with stop_on_sigint(history) as stop_requested, sharing_cpu_cores(optimizer, device):
         for epoch in range(initial_epoch, epochs):
             # --- train ---
             model.train()  # Keras: training=True, so dropout is on
