@@ -113,7 +113,9 @@ def load_data(
         train_images, train_labels, val_images, val_labels = split_validation(
             data.train_images, data.train_labels, validation_split
         )
-        where = f"the last {validation_split:g} of {data.split_sources.get('train', 'the training images')}"
+        where = f"the last {validation_split:g} of the training images" + (
+            f" ({data.split_sources['train']})" if dataset == "folder" else ""
+        )
         data = replace(data, train_images=train_images, train_labels=train_labels, val_images=val_images,
                        val_labels=val_labels, split_sources={**data.split_sources, "val": where})  # fmt: skip
     return data

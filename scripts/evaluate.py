@@ -188,20 +188,27 @@ def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict
                 f"{lesson.source} has no test split (no test/ folder): use --split val to evaluate"
                 " on the run's validation split"
             )
-        return lesson.test_images, lesson.test_labels, lesson.split_sources.get("test", lesson.source), data_name
+        return lesson.test_images, lesson.test_labels, split_source(lesson, "test"), data_name
 
     # train.py's rule: validate on val/, else on the test split, when there is one and no --validation-split
     validation_split = flags.get("validation_split")
     if validation_split is None and lesson.val_images is not None:
-        return lesson.val_images, lesson.val_labels, lesson.split_sources.get("val", lesson.source), data_name
+        return lesson.val_images, lesson.val_labels, split_source(lesson, "val"), data_name
     if record and validation_split is None and lesson.test_images is not None:
-        described = f"{lesson.split_sources.get('test', lesson.source)} (the test split, which the run validated on)"
+        described = f"{split_source(lesson, 'test')} (the test split, which the run validated on)"
         return lesson.test_images, lesson.test_labels, described, data_name
     validation_split = validation_split or 0.2
     # Keras: the LAST fraction of the training images, before any shuffling
     *_, val_images, val_labels = data.split_validation(lesson.train_images, lesson.train_labels, validation_split)
     described = f"{lesson.source} (the last {validation_split:g} of its training images)"
     return val_images, val_labels, described, data_name
+
+
+def split_source(lesson, split: str) -> str:
+    """Where a split came from: its folder for an image folder (DIR/test), else the data set's name."""
+    if lesson.source.startswith("folder:") and split in lesson.split_sources:
+        return lesson.split_sources[split]
+    return lesson.source
 
 
 def read_run_record(path: Path) -> dict:
