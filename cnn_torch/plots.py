@@ -35,7 +35,7 @@ def history_frame(history: History) -> pd.DataFrame:
     return frame
 
 
-def _draw(ax, frame: pd.DataFrame, metric: str) -> None:
+def draw_metric(ax, frame: pd.DataFrame, metric: str) -> None:
     columns = [c for c in (metric, f"val_{metric}") if c in frame]
     sns.lineplot(data=frame[columns], ax=ax, markers=True, dashes=False)
     ax.set_xlabel("epoch")
@@ -59,12 +59,12 @@ def plot_history(history: History, fig_dir: str | os.PathLike, run_name: str, ti
     paths = []
     for metric in ("accuracy", "loss"):
         fig, ax = plt.subplots(figsize=(6, 4))
-        _draw(ax, frame, metric)
+        draw_metric(ax, frame, metric)
         ax.set_title(f"{title}: {metric}")
         paths.append(save_figure(fig, fig_dir / f"{run_name}_{metric}.png"))
     fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    _draw(loss_ax, frame, "loss")
-    _draw(accuracy_ax, frame, "accuracy")
+    draw_metric(loss_ax, frame, "loss")
+    draw_metric(accuracy_ax, frame, "accuracy")
     fig.suptitle(title)
     fig.text(0.5, -0.02, TRAIN_NOTE, ha="center", fontsize=8, color="gray")
     paths.append(save_figure(fig, fig_dir / f"{run_name}_history.png"))

@@ -48,6 +48,7 @@ import pandas as pd  # handles dataframes
 
 from cnn_torch import fit, models
 from cnn_torch.checkpoints import save_model
+from cnn_torch.live_plot import LivePlot
 
 torch.manual_seed(SEED);
 
@@ -166,8 +167,11 @@ models.summary(model_dropout)
 #                                            batch_size = 32,
 #                                            epochs = 10,
 #                                            validation_data = (val_images, val_labels))
+# (not in the lesson) on_epoch_end=LivePlot(...) redraws the two plots under this cell after
+# every epoch, so you watch the curves move while it trains; outside Jupyter it draws nothing.
 history_dropout = fit(model_dropout, loss_fn, "adam", train_ds.images, train_ds.labels, batch_size=32, epochs=EPOCHS,
-                      validation_data=(val_ds.images, val_ds.labels), seed=SEED)
+                      validation_data=(val_ds.images, val_ds.labels), seed=SEED,
+                      on_epoch_end=LivePlot("model_dropout"))
 
 # %%
 # Keras: history_dropout_df = pd.DataFrame.from_dict(history_dropout.history)
