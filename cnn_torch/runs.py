@@ -233,11 +233,6 @@ def load_resume(args) -> dict:
     # the checkpoint knows what it holds, with or without run.json
     flags = {**flags, "model": checkpoint["model_name"], "seed": checkpoint["seed"]}
     given = getattr(args, "given", set())
-    if "out" in given and Path(args.out).resolve() != run_dir.resolve():
-        raise UserError(
-            f"--resume {run_dir} continues in {run_dir} itself: leave out --out (to keep the original,"
-            f" copy it first: cp -r {run_dir} NEW, then --resume NEW)"
-        )
     conflicts = [name for name in RUN_FLAGS if name in given and name in flags and name not in RESUME_MAY_CHANGE
                  and not _same_flag(name, getattr(args, name), flags)]  # fmt: skip
     if conflicts:
@@ -261,6 +256,11 @@ def load_resume(args) -> dict:
         raise UserError(
             f"{run_dir} already finished {counted(checkpoint['epoch'], 'epoch')}: pass --epochs larger than that"
             " to continue"
+        )
+    if "out" in given and Path(args.out).resolve() != run_dir.resolve():
+        raise UserError(
+            f"--resume {run_dir} continues in {run_dir} itself: leave out --out (to keep the original,"
+            f" copy it first: cp -r {run_dir} NEW, then --resume NEW)"
         )
     return checkpoint
 

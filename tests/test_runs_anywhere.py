@@ -360,7 +360,7 @@ def test_resume_refuses_flags_that_disagree_with_the_run(started, place, capsys,
     same = main_here(TRAIN, "--resume", "../a/run", "--batch-size", "4", "--optimizer", "Adam", "--epochs", "1",
                      capsys=capsys)  # fmt: skip
     assert "continues with the run's own settings" not in same.stderr
-    moved = main_here(TRAIN, "--resume", "../a/run", "--out", "elsewhere", capsys=capsys)
+    moved = main_here(TRAIN, "--resume", "../a/run", "--out", "elsewhere", "--epochs", "5", capsys=capsys)
     one_error_line(moved, "continues in ../a/run itself: leave out --out")
 
 
