@@ -55,8 +55,8 @@ def share_of_threads(threads_alone: int, trainings: int) -> int:
 def sharing_cpu_cores(optimizer: torch.optim.Optimizer, device: torch.device):
     """While ``fit`` trains on the CPU: announce this process and keep its thread count at its
     share of the cores (checked from an optimizer step hook). Restores the thread count after."""
-    if device.type != "cpu" or os.name != "posix":  # (Windows: no cheap way to tell a process is alive)
-        yield
+    if device.type != "cpu" or os.name != "posix" or os.environ.get("CNN_TORCH_SHARE_CORES") == "0":
+        yield  # (Windows: no cheap way to tell a process is alive; CNN_TORCH_SHARE_CORES=0: benchmarks)
         return
     threads_alone = torch.get_num_threads()
     folder = running_folder()
