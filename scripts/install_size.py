@@ -26,7 +26,7 @@ def megabytes(path: Path) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cpu-torch", action="store_true", help=f"install torch and torchvision from {CPU_INDEX} first")
+    parser.add_argument("--cpu-torch", action="store_true", help=f"install torch and torchvision from {CPU_INDEX}")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         venv = Path(folder) / "venv"
