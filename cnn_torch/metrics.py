@@ -50,13 +50,15 @@ def evaluation_report(
     class_names: list[str],
     batch_size: int = 32,
     device: str | torch.device | None = None,
+    loss_fn: torch.nn.Module | None = None,
 ) -> dict:
     """Episode 05 in one call: Keras ``evaluate``'s loss and accuracy, then ``predict``'s
     most probable class for every image, the confusion matrix and per-class accuracy.
+    ``loss_fn``: the run's loss (default ``CrossEntropyLoss``; with L2, ``L2Regularized``).
 
     Returns plain numbers and lists (JSON-ready); a class without images has accuracy None.
     """
-    loss, accuracy = evaluate(model, images, labels, batch_size=batch_size, device=device)
+    loss, accuracy = evaluate(model, images, labels, batch_size=batch_size, loss_fn=loss_fn, device=device)
     predicted_labels = predict(model, images, batch_size=batch_size, device=device).argmax(dim=1)
     matrix = confusion_matrix(labels, predicted_labels, len(class_names))
     per_class = per_class_accuracy(matrix)

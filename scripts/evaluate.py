@@ -28,6 +28,7 @@ from cnn_torch.errors import UserError  # noqa: E402
 from cnn_torch.evaluation import predict  # noqa: E402
 from cnn_torch.image_grids import pick, save_images, show_images  # noqa: E402
 from cnn_torch.plots import plot_confusion_matrix  # noqa: E402
+from cnn_torch.regularizers import L2Regularized  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -96,7 +97,11 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     images, labels, source, data_name = load_split(args, checkpoint_path, checkpoint)
 
     # 3. Keras's model.evaluate, then predict -> confusion matrix and per-class accuracy
-    report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device)
+    # (a run trained with --l2 reports the loss with its penalty, as Keras's evaluate does)
+    l2 = read_run_record(run_dir / "run.json").get("flags", {}).get("l2")
+    loss_fn = L2Regularized(torch.nn.CrossEntropyLoss(), model, l2) if l2 else None
+    report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device,
+                                       loss_fn=loss_fn)
     matrix = torch.tensor(report["confusion_matrix"])
     figure = images_figure = None
     seen = []
