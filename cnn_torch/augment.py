@@ -50,7 +50,8 @@ where ``draws`` counts the batches it has transformed. Both are buffers, so they
 model's ``state_dict`` and its checkpoints: the same seed gives the same augmented batches,
 and a resumed run continues the sequence where it stopped. The draws are made on the CPU
 (a few numbers per image) and moved to the batch's device, so the amounts do not depend on
-the device either, and torch's global random state (dropout's) is never touched.
+the device either, and torch's global random state (dropout's) is never touched. Under
+torchrun every rank draws the same sequence for its own share of the batch.
 """
 
 from __future__ import annotations
