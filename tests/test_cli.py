@@ -36,7 +36,8 @@ def test_cli_smoke_run_writes_history_figures_and_checkpoints(tmp_path):
     for name in ("model.pt", "best.pt", "last.pt"):
         checkpoint = torch.load(out / name, weights_only=True)
         assert checkpoint["model_name"] == "cifar_model_small"
-    assert {p.name for p in figs.iterdir()} == {"run_accuracy.png", "run_loss.png", "run_history.png"}
+    assert {p.name for p in figs.iterdir()} == {"run_accuracy.png", "run_loss.png", "run_history.png",
+                                                "run_train_images.png"}  # fmt: skip
     assert all(p.stat().st_size > 10_000 for p in figs.iterdir())
     assert "history.csv" in result.stdout and "run_history.png" in result.stdout
     record = json.loads((out / "run.json").read_text())
