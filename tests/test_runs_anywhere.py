@@ -46,9 +46,11 @@ def env_for(tmp: Path) -> dict:
             "MPLCONFIGDIR": str(tmp / "mpl")}  # fmt: skip
 
 
-def run(script: Path, *argv, cwd: Path, stdin: str | None = None, **options) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), *map(str, argv)], cwd=cwd, env=env_for(cwd.parent), input=stdin,
-                          capture_output=True, text=True, timeout=600, **options)  # fmt: skip
+def run(script: Path, *argv, cwd: Path, stdin: str | None = None, tmp: Path | None = None,
+        **options) -> subprocess.CompletedProcess:  # fmt: skip
+    """``script argv`` in ``cwd``; its caches go to ``tmp`` (default: the folder above ``cwd``)."""
+    return subprocess.run([sys.executable, str(script), *map(str, argv)], cwd=cwd, env=env_for(tmp or cwd.parent),
+                          input=stdin, capture_output=True, text=True, timeout=600, **options)  # fmt: skip
 
 
 def start(script: Path, *argv, cwd: Path) -> subprocess.Popen:
@@ -253,7 +255,7 @@ def test_evaluate_and_resume_work_from_another_folder(started, place):
 
 
 def test_the_clone_s_scripts_folder_never_gets_a_runs_folder(tmp_path):
-    result = run(TRAIN, *TINY, cwd=SCRIPTS)  # cd scripts && python train.py
+    result = run(TRAIN, *TINY, cwd=SCRIPTS, tmp=tmp_path)  # cd scripts && python train.py
     try:
         assert result.returncode == 0, result.stderr
         assert not (SCRIPTS / "runs").exists()
