@@ -13,6 +13,11 @@ each CPU training announces itself in a folder of running trainings, and every s
 (an optimizer step hook: nothing in ``fit``'s loop) sets its threads to its share of the
 cores: all of them alone, ``cores // trainings`` (at least one) when others run. With one
 thread per training nothing waits for another thread, so nothing spins.
+
+The thread count decides the order in which a sum is split, so a run whose threads changed
+because another training ran beside it differs from the same seed run alone in the last
+float bits. ``torch.use_deterministic_algorithms(True)`` (``--deterministic``) turns the
+sharing off: such a run keeps its threads, and repeats bit for bit.
 """
 
 from __future__ import annotations
@@ -55,8 +60,11 @@ def share_of_threads(threads_alone: int, trainings: int) -> int:
 def sharing_cpu_cores(optimizer: torch.optim.Optimizer, device: torch.device):
     """While ``fit`` trains on the CPU: announce this process and keep its thread count at its
     share of the cores (checked from an optimizer step hook). Restores the thread count after."""
-    if device.type != "cpu" or os.name != "posix" or os.environ.get("CNN_TORCH_SHARE_CORES") == "0":
-        yield  # (Windows: no cheap way to tell a process is alive; CNN_TORCH_SHARE_CORES=0: benchmarks)
+    if (device.type != "cpu" or os.name != "posix" or os.environ.get("CNN_TORCH_SHARE_CORES") == "0"
+            or torch.are_deterministic_algorithms_enabled()):  # fmt: skip
+        # Windows: no cheap way to tell a process is alive; CNN_TORCH_SHARE_CORES=0: benchmarks.
+        # Deterministic runs keep their thread count: another count sums in another order.
+        yield
         return
     threads_alone = torch.get_num_threads()
     folder = running_folder()

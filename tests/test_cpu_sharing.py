@@ -85,3 +85,21 @@ def test_two_processes_see_each_other(tmp_path):
     second = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
     outputs = [process.communicate(timeout=300)[0].strip() for process in (first, second)]
     assert outputs == ["1", "1"]
+
+
+def test_deterministic_runs_keep_their_threads(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_TORCH_RUNNING", str(tmp_path))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    (tmp_path / str(other.pid)).touch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.use_deterministic_algorithms(True)
+        optimizer = torch.optim.SGD(cifar_model_small().parameters(), lr=0.1)
+        with cpu_sharing.sharing_cpu_cores(optimizer, torch.device("cpu")):
+            assert torch.get_num_threads() == 2 and not (tmp_path / str(os.getpid())).exists()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
+        other.kill()
+        other.wait()
