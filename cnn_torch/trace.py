@@ -49,6 +49,10 @@ def trace_first_batch(
     handles: list = []
 
     def remember_images(module, inputs):
+        if "done" in seen:  # the trace has ended: the last two hooks go now (see narrate_step)
+            for handle in handles:
+                handle.remove()
+            return
         if module.training:  # the training forward pass, not a check or an evaluation
             seen["images"] = inputs[0]
 
@@ -119,7 +123,11 @@ def trace_first_batch(
             "self._loss_tracker / compiled metrics update_state(y, y_pred)",
             file,
         )
-        for handle in handles:
+        # the trace ends. This hook and remember_images go at the next forward pass: torch is
+        # still looping over the optimizer's step hooks (another may follow this one), and
+        # removing one in the middle of that loop would break it
+        seen["done"] = True
+        for handle in handles[1:4]:
             handle.remove()
 
     handles += [

@@ -156,3 +156,26 @@ def test_fit_has_no_trace_lines_and_stays_one_screen():
     # check (issue 17) and EarlyStopping's reset at the start of fit, and two for the latter's if
     assert len(code) <= 63, len(code)
     assert not [line for line in code if "tracer" in line or "trace." in line]
+
+
+def test_the_trace_leaves_no_hook_behind_and_other_step_hooks_still_run(capsys):
+    """The trace's hooks remove themselves, the step post-hook only at the next forward pass:
+    another step post-hook registered after it (as cnn_torch.cpu_sharing's is) runs every step."""
+    model, images, labels = tiny_run()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    later_hook_calls = []
+
+    def register_a_later_step_hook(module, inputs):  # at the first forward pass: after the trace's hooks
+        if not later_hook_calls:
+            later_hook_calls.append("registered")
+            optimizer.register_step_post_hook(lambda *args: later_hook_calls.append("step"))
+
+    handle = model.register_forward_pre_hook(register_a_later_step_hook)
+    fit(model, nn.CrossEntropyLoss(), optimizer, images, labels, epochs=EPOCHS, batch_size=BATCH_SIZE,
+        shuffle=False, verbose=0, device="cpu", trace=True)  # fmt: skip
+    handle.remove()
+    assert later_hook_calls.count("step") == EPOCHS * 3  # 3 batches an epoch
+    assert not model._forward_pre_hooks and not model._forward_hooks
+    left = [hook.__name__ for hook in (*optimizer._optimizer_step_pre_hooks.values(),
+                                       *optimizer._optimizer_step_post_hooks.values())]  # fmt: skip
+    assert "narrate_backward" not in left and "narrate_step" not in left, left
