@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CIFAR_JPG = ROOT.parent / "shared" / "data" / "cifar10-jpg"
 
 
-def train(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def train(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "scripts/train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "scripts/train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -45,10 +47,13 @@ def test_cli_smoke_run_writes_history_figures_and_checkpoints(tmp_path):
 
 
 def test_the_same_seed_gives_the_same_history_twice(tmp_path):
+    """Bit for bit, when no other training shares the cores (their own announcement folder
+    here, so trainings elsewhere on the machine cannot change the thread count mid-run)."""
     histories = []
     for name in ("a", "b"):
         result = train("--dataset", "shapes", "--limit", "200", "--epochs", "2", "--seed", "11", "--quiet",
-                       "--model", "model_dropout", "--out", str(tmp_path / name), "--fig-dir", str(tmp_path / "fig"))
+                       "--model", "model_dropout", "--out", str(tmp_path / name), "--fig-dir", str(tmp_path / "fig"),
+                       env={"CNN_TORCH_RUNNING": str(tmp_path / "running")})
         assert result.returncode == 0, result.stderr
         histories.append((tmp_path / name / "history.json").read_text())
     assert histories[0] == histories[1]

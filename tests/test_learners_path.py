@@ -58,7 +58,7 @@ def test_first_command_offline_trains_on_the_built_in_data_and_says_so(tmp_path)
     assert "Data:        shapes (built in: CIFAR-10 could not be downloaded)" in result.stdout
     # the learner's figures go into the run, not among the repository's own in fig/
     assert sorted(p.name for p in (run_dir / "fig").iterdir()) == [
-        f"{run_dir.name}_{kind}.png" for kind in ("accuracy", "history", "loss")
+        f"{run_dir.name}_{kind}.png" for kind in ("accuracy", "history", "loss", "train_images")
     ]
 
 
