@@ -181,7 +181,7 @@ def prepare_data(args, work_dir: Path) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from cnn_torch import data, flops, models
-    from cnn_torch.device import has_native_bf16
+    from cnn_torch.device import cpu_name, has_native_bf16
 
     dataset = data.resolve_dataset(args.dataset, args.data_dir)
     lesson = data.load_data(dataset, args.data_dir, limit=args.limit)
@@ -666,15 +666,6 @@ def cpu_isa() -> list[str]:
         return []
     return [flag for flag in wanted if flag.replace("avx512_f", "avx512f") in flags]
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

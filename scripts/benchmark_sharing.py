@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a clone without installing
+
+from cnn_torch.device import cpu_name  # noqa: E402
 
 WORKER = """
 import sys, time
@@ -54,13 +57,6 @@ def run_workers(count: int, images: int, share: bool) -> list[float]:
     if any(worker.returncode for worker in workers):
         raise SystemExit("a worker failed")
     return [float(output.strip().splitlines()[-1]) for output in outputs]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main(argv=None) -> int:
