@@ -4,7 +4,7 @@
     python scripts/benchmark.py --dataset shapes --limit 2000 --repeats 2        # quick, offline
     python scripts/benchmark.py --data-dir ../shared/data/cifar10-jpg --limit 6400 --probes  # each speed-up alone
     python scripts/benchmark.py --data-dir ../shared/data/cifar10-jpg \\
-        --keras-python tensorflow=/work/tfvenv/bin/python                    # Keras+TF from another venv
+        --keras-python tensorflow=path/to/tf-venv/bin/python                    # Keras+TF from another venv
 
 Every system trains ``cifar_model_small`` for one epoch with Adam at batch size 32 on the
 same images, then validates, in its own process (so peak memory is its own). The systems
@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="BACKEND=PYTHON",
-        help="interpreter for a Keras backend, e.g. tensorflow=/work/tfvenv/bin/python "
+        help="interpreter for a Keras backend, e.g. tensorflow=path/to/tf-venv/bin/python "
         "(default: this one, if it has that backend)",
     )
     parser.add_argument("--probes", action="store_true", help="time each speed-up of fit alone (see above)")

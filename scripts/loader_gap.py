@@ -1,6 +1,6 @@
 """How far cnn-torch's image-folder pixels are from Keras's ``image_dataset_from_directory``.
 
-    python scripts/loader_gap.py --tf-python ~/tf-venv/bin/python --data-dir path/to/images
+    python scripts/loader_gap.py --tf-python path/to/tf-venv/bin/python --data-dir path/to/images
 
 Keras 3 on TensorFlow runs in its own interpreter (``--tf-python``, one with tensorflow and
 keras installed), reads ``DIR/train`` with ``image_dataset_from_directory(image_size=...,

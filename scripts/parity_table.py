@@ -1,7 +1,7 @@
 """Measure how far our ``fit`` lands from Keras's ``model.fit``, per model, optimizer and epoch.
 
     python scripts/parity_table.py                                   # Keras 3 on torch, every lesson model
-    python scripts/parity_table.py --tensorflow-python /work/tfvenv/bin/python --noise-floor \\
+    python scripts/parity_table.py --tensorflow-python path/to/tf-venv/bin/python --noise-floor \\
         --output docs/parity-table.md                                # + Keras 3 on TensorFlow; the docs page
 
 Both sides start from the same Keras-initialised weights and see the same float32 images
