@@ -28,6 +28,18 @@ import torch
 from cnn_torch.plots import plt, save_figure
 
 
+def grid_of_axes(count: int, columns: int, cell_size: tuple[float, float], top: float):
+    """A figure of ``count`` picture cells, ``columns`` wide (fewer if ``count`` is smaller),
+    axes hidden, the unused cells of the last row blank; ``cell_size`` (width, height) and the
+    room ``top`` for the title are in inches. Returns ``(fig, the count axes in order)``."""
+    columns = min(columns, count)
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(cell_size[0] * columns, cell_size[1] * rows + top), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, list(axes.flat)[:count]
+
+
 def pick(labels: torch.Tensor, count: int = 25, seed: int = 0) -> torch.Tensor:
     """Indices of ``count`` images in a seeded random order, every class taking turns, so a
     grid of a sorted split (val/ and test/ are sorted by class) shows all of them."""
@@ -55,13 +67,8 @@ def show_images(
     if len(images) == 0:
         raise ValueError("show_images needs at least one image")
     count = len(images)
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.0 * rows + 0.4), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= count:
-            continue
+    fig, cells = grid_of_axes(count, columns, (1.9, 2.0), 0.4)
+    for i, ax in enumerate(cells):
         image = images[i].detach().cpu()
         pixels = image.permute(1, 2, 0) if image.dtype == torch.uint8 else image.permute(1, 2, 0).clamp(0, 1)
         cmap = "gray" if pixels.shape[2] == 1 else None

@@ -26,7 +26,6 @@ matplotlib Figure (Jupyter shows it; ``plots.save_figure`` writes it to a PNG).
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from torch import nn
 
 from cnn_torch.device import as_float
 from cnn_torch.errors import UserError
+from cnn_torch.image_grids import grid_of_axes
 from cnn_torch.plots import plt
 
 # What a convolution's activation can be (models.ACTIVATIONS): the hook goes after it, as
@@ -152,13 +152,8 @@ def show_filters(model: nn.Module, columns: int = 8, title: str = ""):
     cell, numbered as the feature maps' channels are. Returns the Figure."""
     name, filters = first_layer_filters(model)
     count, channels, height, width = filters.shape
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.2 * rows + 0.9), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= count:
-            continue
+    fig, cells = grid_of_axes(count, columns, (1.1, 1.2), 0.9)
+    for i, ax in enumerate(cells):
         pixels = filters[i] if channels in (1, 3) else filters[i].mean(dim=0, keepdim=True)
         _imshow(ax, pixels)
         ax.set_title(f"filter {i}", fontsize=7)
