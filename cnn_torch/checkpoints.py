@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from cnn_torch.errors import UserError
-from cnn_torch.fileio import atomic_write
 from cnn_torch.history import History
 from cnn_torch.models import build_model
+from cnn_torch.platform.fileio import atomic_write
 
 FORMAT = "cnn-torch-checkpoint"
 FORMAT_VERSION = 1

@@ -19,11 +19,17 @@ import os
 import warnings
 from dataclasses import replace
 
-from cnn_torch.cifar10 import CifarUnavailable, load_cifar10
 from cnn_torch.errors import UserError
-from cnn_torch.image_files import resize
-from cnn_torch.image_folder import IMAGE_EXTENSIONS, cache_dir, check_data_dir, load_image_folder, wrong_folder_message
-from cnn_torch.lesson_data import (
+from cnn_torch.sources.cifar10 import CifarUnavailable, load_cifar10
+from cnn_torch.sources.image_files import resize
+from cnn_torch.sources.image_folder import (
+    IMAGE_EXTENSIONS,
+    cache_dir,
+    check_data_dir,
+    load_image_folder,
+    wrong_folder_message,
+)
+from cnn_torch.sources.lesson_data import (
     LessonData,
     limit_per_class,
     select_classes,
@@ -31,8 +37,8 @@ from cnn_torch.lesson_data import (
     to_float,
     validation_cut,
 )
-from cnn_torch.shapes import DEFAULT_TRAIN_SIZE as DEFAULT_SHAPES_SIZE
-from cnn_torch.shapes import SHAPE_CLASSES, make_shapes
+from cnn_torch.sources.shapes import DEFAULT_TRAIN_SIZE as DEFAULT_SHAPES_SIZE
+from cnn_torch.sources.shapes import SHAPE_CLASSES, make_shapes
 
 __all__ = [
     "DATASETS", "DEFAULT_SHAPES_SIZE", "IMAGE_EXTENSIONS", "SHAPE_CLASSES", "CifarUnavailable", "LessonData",

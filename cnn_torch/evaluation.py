@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cnn_torch import distributed
-from cnn_torch.checks import check_images, check_labels
-from cnn_torch.device import as_float, autocast, resolve_device
-from cnn_torch.progress import resolve_verbose
+from cnn_torch.machinery.checks import check_images, check_labels
+from cnn_torch.machinery.progress import resolve_verbose
+from cnn_torch.platform import distributed
+from cnn_torch.platform.device import as_float, autocast, resolve_device
 
 
 def count_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnn_torch.fileio import write_text
+from cnn_torch.platform.fileio import write_text
 
 
 @dataclass

@@ -28,11 +28,11 @@ Two more cures for overfitting from the lesson's list, also off by default:
   convolution's activation (``KerasBatchNorm2d``: Keras's defaults and its moving
   statistics; it adds parameters, so it is an architecture of its own).
 * ``augment=["flip", "rotation=0.2", ...]`` puts Keras's augmentation layers first in the
-  model, as Keras does (``cnn_torch/augment.py``); ``augment_seed`` seeds them.
+  model, as Keras does (``cnn_torch/keras_rules/augment.py``); ``augment_seed`` seeds them.
 
 Parameter counts are Keras's: ``count_params`` and ``summary`` count BatchNormalization's
 moving mean and variance as (non-trainable) weights, as Keras's ``model.summary()`` does.
-The transfer-learning model of the sibling lesson is in ``cnn_torch/transfer.py``;
+The transfer-learning model of the sibling lesson is in ``cnn_torch/keras_rules/transfer.py``;
 ``build_model("densenet121_transfer")`` builds it too.
 """
 
@@ -46,11 +46,11 @@ from typing import TextIO
 import torch
 from torch import nn
 
-from cnn_torch.augment import augmentation, normalise_specs
 from cnn_torch.errors import UserError
+from cnn_torch.keras_rules.augment import augmentation, normalise_specs
 
 INITS = ("keras", "torch")
-# Models built on a pretrained network, in cnn_torch/transfer.py (imported only when asked for).
+# Models built on a pretrained network, in cnn_torch/keras_rules/transfer.py (imported only when asked for).
 PRETRAINED_MODELS = ("densenet121_transfer",)
 
 # Keras's activation names -> the PyTorch module. Keras's leaky_relu has negative_slope 0.2
@@ -421,7 +421,7 @@ def model_names() -> list[str]:
 def build_model(name: str, **kwargs) -> LessonModel:
     """Build the model called ``name`` (see ``model_names()``) with its constructor's kwargs."""
     if name in PRETRAINED_MODELS:
-        from cnn_torch import transfer  # here: torchvision's model zoo is only loaded when asked for
+        from cnn_torch.keras_rules import transfer  # here: torchvision's model zoo is only loaded when asked for
 
         return transfer.PRETRAINED[name](**kwargs)
     if name not in MODELS:

@@ -14,17 +14,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cnn_torch import distributed
-from cnn_torch.checks import checked_arguments, checked_fit_data
-from cnn_torch.cpu_sharing import sharing_cpu_cores
-from cnn_torch.device import as_float, autocast, keep_freed_memory, resolve_device
 from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
-from cnn_torch.interrupt import TrainingInterrupted, stop_on_sigint
-from cnn_torch.progress import resolve_verbose
-from cnn_torch.stopping import EarlyStopping
-from cnn_torch.trace import trace_first_batch
-from cnn_torch.watch import EpochWatch, NonFiniteLoss
+from cnn_torch.keras_rules.stopping import EarlyStopping
+from cnn_torch.machinery.checks import checked_arguments, checked_fit_data
+from cnn_torch.machinery.cpu_sharing import sharing_cpu_cores
+from cnn_torch.machinery.first_batch_trace import trace_first_batch
+from cnn_torch.machinery.interrupt import TrainingInterrupted, stop_on_sigint
+from cnn_torch.machinery.progress import resolve_verbose
+from cnn_torch.machinery.watch import EpochWatch, NonFiniteLoss
+from cnn_torch.platform import distributed
+from cnn_torch.platform.device import as_float, autocast, keep_freed_memory, resolve_device
 
 __all__ = ["NonFiniteLoss", "epoch_order", "fit"]  # NonFiniteLoss: raised by fit (from watch.py)
 

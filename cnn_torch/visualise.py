@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnn_torch.device import as_float
 from cnn_torch.errors import UserError
 from cnn_torch.image_grids import grid_of_axes
+from cnn_torch.platform.device import as_float
 from cnn_torch.plots import plt
 
 # What a convolution's activation can be (models.ACTIVATIONS): the hook goes after it, as

@@ -107,7 +107,7 @@ def example_image_file(path: str | os.PathLike, shape: str = "star", seed: int =
     """Write a new picture of a ``shape`` (one of the shapes classes) that no data set holds,
     larger than the training images and not square: a stand-in for "a photo of your own"
     (episodes 02 and 06). Returns the path."""
-    from cnn_torch.shapes import SHAPE_CLASSES, make_shapes
+    from cnn_torch.sources.shapes import SHAPE_CLASSES, make_shapes
 
     if shape not in SHAPE_CLASSES:
         raise UserError(f"unknown shape {shape!r}: choose one of {', '.join(SHAPE_CLASSES)}")

@@ -179,9 +179,9 @@ def prepare_data(args, work_dir: Path) -> dict:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(ROOT))
-    from cnn_torch import data, flops, models
-    from cnn_torch.device import cpu_name, has_native_bf16
+    from cnn_torch import data, models
+    from cnn_torch.platform import flops
+    from cnn_torch.platform.device import cpu_name, has_native_bf16
 
     dataset = data.resolve_dataset(args.dataset, args.data_dir)
     lesson = data.load_data(dataset, args.data_dir, limit=args.limit)
@@ -224,8 +224,8 @@ def prepare_data(args, work_dir: Path) -> dict:
 def matmul_rate(threads: int | None) -> float:
     """The float32 matmul FLOP/s, measured in a fresh process with the torch systems' threads."""
     code = (
-        "import sys, torch; sys.path.insert(0, sys.argv[1])\n"
-        "from cnn_torch.flops import matmul_flops_per_second\n"
+        "import sys, torch\n"
+        "from cnn_torch.platform.flops import matmul_flops_per_second\n"
         "if int(sys.argv[2]): torch.set_num_threads(int(sys.argv[2]))\n"
         "print(matmul_flops_per_second())"
     )
@@ -418,8 +418,8 @@ def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) ->
     """cnn_torch.fit, fed the lesson's float32 ``/ 255.0`` arrays (or, ``uint8``, the raw pixels)."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
-    from cnn_torch import evaluate, fit, models, optim
+    from cnn_torch import evaluate, fit, models
+    from cnn_torch.keras_rules import optim
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -464,9 +464,9 @@ def worker_probe(args, arrays, info) -> dict:
     """One --probes variant: fit's training pass with the chosen speed-ups, or evaluate at one batch size."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
-    from cnn_torch import evaluate, models, optim
-    from cnn_torch.device import keep_freed_memory
+    from cnn_torch import evaluate, models
+    from cnn_torch.keras_rules import optim
+    from cnn_torch.platform.device import keep_freed_memory
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -575,7 +575,6 @@ def worker_dataloader(args, arrays, info) -> dict:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    sys.path.insert(0, str(ROOT))
     from cnn_torch import models
 
     if args.threads:
@@ -626,8 +625,8 @@ def worker_startup(args) -> dict:
     import torch
     import torch._dynamo  # noqa: F401  (the first torch.optim optimizer imports it, ~2 s: an import, timed as one)
 
-    sys.path.insert(0, str(ROOT))
-    from cnn_torch import data, fit, models, optim
+    from cnn_torch import data, fit, models
+    from cnn_torch.keras_rules import optim
 
     if args.threads:
         torch.set_num_threads(args.threads)

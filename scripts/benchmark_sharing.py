@@ -8,7 +8,7 @@ epoch of ``fit`` (cifar_model_small, batch 32, Adam) on the same shapes images. 
 in turn, ``--repeats`` times over:
 
 - ``alone``: one training; ``together``: two started at the same moment;
-- each with cnn-torch's core sharing (``cnn_torch/cpu_sharing.py``) and without it
+- each with cnn-torch's core sharing (``cnn_torch/machinery/cpu_sharing.py``) and without it
   (``CNN_TORCH_SHARE_CORES=0``, as every version before it ran).
 
 Prints one JSON object: the CPU, the median seconds of each mode and the ratios the goal is
@@ -26,10 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a clone without installing
+from cnn_torch.platform.device import cpu_name
 
-from cnn_torch.device import cpu_name  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 WORKER = """
 import sys, time

@@ -18,14 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from cnn_torch import cli  # noqa: E402
-from cnn_torch.errors import UserError  # noqa: E402
-from cnn_torch.image_folder import load_image_folder  # noqa: E402
+from cnn_torch.cli import flags as cli
+from cnn_torch.errors import UserError
+from cnn_torch.sources.image_folder import load_image_folder
 
 # Run by --tf-python: Keras's loader over DIR/train, in its file order, pixels to an .npz.
 KERAS_SIDE = """
@@ -62,7 +60,7 @@ def gaps(tf_python: str, data_dir: Path, image_size=(32, 32), limit: int = 10**9
     theirs = keras_pixels(tf_python, data_dir / "train", image_size, limit, crop, pad)
     ours = load_image_folder(data_dir, image_size, crop_to_aspect_ratio=crop, pad_to_aspect_ratio=pad)
     # our training split is shuffled: put it back in Keras's sorted file order by matching the files
-    from cnn_torch.image_folder import _list_split
+    from cnn_torch.sources.image_folder import _list_split
 
     _, files, _ = _list_split(data_dir / "train", None)
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(0))

@@ -33,12 +33,10 @@ import platform
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+import torch
 
-import torch  # noqa: E402
-
-from cnn_torch import parity  # noqa: E402
-from cnn_torch.models import MODELS  # noqa: E402
+from cnn_torch.models import MODELS
+from cnn_torch.parity import harness as parity
 
 NUM_CLASSES = {"model_intro": 5}  # the lesson's model_intro classifies 5 classes; the others 10
 MODEL_KWARGS = {"model_dropout": {"dropout": 0.0}}  # dropout masks cannot match across frameworks

@@ -1,114 +1,17 @@
 """Classify image files with a trained model, like episode 05's prediction on a new photo.
 
-    python scripts/predict.py --checkpoint runs/<run>/best.pt photo.jpg
-    python scripts/predict.py --checkpoint runs/<run>/best.pt a.png b.jpg --json
-
-Each file, of any size, is converted to RGB and resized to the model's input size exactly as
-training resized its images (bilinear, as ``image_dataset_from_directory(image_size=...)``;
-the lesson's ``keras.utils.load_img(target_size=...)`` would use nearest neighbour, a
-blockier image than the model learned from), then scaled like the training data (``/ 255.0``).
-The model outputs logits; the softmax turns them into the class probabilities the lesson's Keras model prints.
+This file is the command's entry point; its code is ``cnn_torch/cli/predict.py``. Installed, the same
+command is ``cnn-torch predict ...`` and ``python -m cnn_torch predict ...``; ``--help`` lists the flags.
 """
 
-from __future__ import annotations
-
-import argparse
-import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
-
-from cnn_torch import cli, runs, visualise  # noqa: E402
-from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
-from cnn_torch.device import resolve_device  # noqa: E402
-from cnn_torch.errors import UserError  # noqa: E402
-from cnn_torch.evaluation import predict, probabilities  # noqa: E402
-from cnn_torch.image_files import load_images, to_model_input  # noqa: E402
-from cnn_torch.plots import save_figure  # noqa: E402
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt (required)")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, BMP or GIF files of any size")
-    parser.add_argument("--top", type=int, default=3, help="the most probable classes to print (default: 3)")
-    parser.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto (CUDA, MPS, CPU)"
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
-    cli.add_image_flags(parser, with_classes=False)  # defaults: the model's input size, the run's aspect rule
-    parser.add_argument(
-        "--visualise", nargs="?", const="gradcam", default=None, choices=visualise.METHODS, metavar="METHOD",
-        help="also draw what the network sees in each image: its feature maps and which pixels drove the"
-        " prediction (METHOD: gradcam, the default, or integrated_gradients; needs captum), and the filters",
-    )
-    parser.add_argument(
-        "--fig-dir", default=None, metavar="DIR", help="where --visualise draws (default: the run's fig/)"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    return cli.run_main(predict_files, parse_args(argv))
-
-
-def predict_files(args: argparse.Namespace) -> int:
-    if args.top <= 0:
-        raise UserError(f"--top must be a positive integer, got {args.top}: try --top 3")
-    cli.check_device(args.device)
-    fig_dir = Path(args.fig_dir) if args.fig_dir is not None else Path(args.checkpoint).resolve().parent / "fig"
-    if args.visualise:  # checked before any work: the folder to draw in, and Captum
-        cli.check_writable_folder(fig_dir, "--fig-dir")
-        visualise.require_captum()
-    # 1. the model, rebuilt from the checkpoint alone
-    checkpoint = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(checkpoint)
-    class_names = checkpoint["class_names"]
-
-    # 2. the images: read and resized as training read its images, then / 255.0
-    channels, height, width = checkpoint["input_shape"]
-    if args.image_size is not None and tuple(args.image_size) != (height, width):
-        raise UserError(
-            f"the model takes {height}x{width} images, not {args.image_size[0]}x{args.image_size[1]}:"
-            f" drop --image-size (every image is resized to {height}x{width})"
-        )
-    trained = runs.read_run_flags(Path(args.checkpoint).parent)  # the run's --crop/--pad-to-aspect-ratio
-    aspect = {
-        name: getattr(args, name) or bool(trained.get(name)) for name in ("crop_to_aspect_ratio", "pad_to_aspect_ratio")
-    }
-    images = load_images(args.images, (height, width), channels, **aspect)
-    inputs = to_model_input(images, checkpoint["normalisation"])
-
-    # 3. Keras's model.predict; softmax turns the logits into probabilities
-    class_probabilities = probabilities(predict(model.to(resolve_device(args.device)), inputs))
-
-    results = []
-    for path, row in zip(args.images, class_probabilities.tolist(), strict=True):
-        by_class = dict(zip(class_names, row, strict=True))
-        results.append({"file": str(path), "predicted": max(by_class, key=by_class.get), "probabilities": by_class})
-    if args.visualise:  # what the network sees: its filters once, then each image's feature maps and attribution
-        model_title = f"{checkpoint['model_name']} ({Path(args.checkpoint).name})"
-        filters = fig_dir / f"{Path(args.checkpoint).stem}_filters.png"
-        save_figure(visualise.show_filters(model, title=model_title), filters)
-        for result, image in zip(results, inputs, strict=True):
-            name = Path(result["file"])
-            drawn = visualise.save_what_it_sees(model, image.unsqueeze(0), None, class_names, fig_dir, name.stem,
-                                                args.visualise, title=f"{name.name}, {model_title}", filters=False)
-            result["what_it_sees"] = [str(path) for path in (filters, *drawn)]
-    if args.json:
-        print(json.dumps(results))
-        return 0
-    for result in results:
-        print(f"{result['file']}: {result['predicted']}")
-        ranked = sorted(result["probabilities"].items(), key=lambda item: item[1], reverse=True)
-        width = max(len(name) for name in class_names)
-        for name, probability in ranked[: args.top]:
-            print(f"    {name:<{width}}  {probability:.4f}")
-        for figure in result.get("what_it_sees", []):
-            print(f"    what it sees: {figure}")
-    return 0
-
+try:
+    from cnn_torch.cli.predict import main
+except ModuleNotFoundError as error:  # the one line a learner needs, not a traceback
+    if error.name not in ("cnn_torch", "torch", "torchvision", "pandas", "seaborn", "tqdm"):
+        raise
+    sys.exit(f"error: {error.name} is not installed: run  pip install -e .  in the cnn-torch folder first")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,14 +14,11 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+import torch
 
-import torch  # noqa: E402
-
-from cnn_torch.device import cpu_name  # noqa: E402
-from cnn_torch.image_folder import load_image_folder  # noqa: E402
+from cnn_torch.platform.device import cpu_name
+from cnn_torch.sources.image_folder import load_image_folder
 
 
 def main(argv=None) -> int:

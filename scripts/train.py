@@ -1,155 +1,17 @@
 """Train a lesson CNN like the Carpentries lesson's Keras code, in PyTorch.
 
-    python scripts/train.py                                   # CIFAR-10, cifar_model_small, 10 epochs
-    python scripts/train.py --dataset shapes --epochs 2       # the built-in offline data
-    python scripts/train.py --data-dir path/to/images         # path/to/images/train/<class>/<image>
-
-The steps below are the lesson's: load the data, build the model, compile (loss and
-optimizer), fit, plot the history. The loop itself is ``cnn_torch.training.fit``.
+This file is the command's entry point; its code is ``cnn_torch/cli/train.py``. Installed, the same
+command is ``cnn-torch train ...`` and ``python -m cnn_torch train ...``; ``--help`` lists the flags.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
-
-import torch  # noqa: E402
-
-from cnn_torch import cli, distributed, fit, process, runs  # noqa: E402
-from cnn_torch.checkpoints import model_from_checkpoint  # noqa: E402
-from cnn_torch.interrupt import TrainingInterrupted  # noqa: E402
-from cnn_torch.models import build_model  # noqa: E402
-from cnn_torch.optim import make_optimizer  # noqa: E402
-from cnn_torch.regularizers import L2Regularized  # noqa: E402
-from cnn_torch.training import NonFiniteLoss  # noqa: E402
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    cli.add_model_flag(parser)
-    cli.add_layer_flags(parser)
-    cli.add_overfitting_flags(parser)
-    cli.add_data_flags(parser)
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="passes over the training images (default: 10; resumed: the run's own)"
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per training step (default: 32)")
-    cli.add_compile_flags(parser)
-    cli.add_device_flags(parser)
-    parser.add_argument(
-        "--out", default=None, metavar="RUN_DIR", help="run directory (default: runs/<model>-<timestamp>)"
-    )
-    parser.add_argument("--fig-dir", default=None, metavar="DIR", help="where the plots go (default: RUN_DIR/fig)")
-    parser.add_argument(
-        "--monitor", default="val_loss", metavar="METRIC",
-        help="metric for best.pt and early stopping: val_loss, val_accuracy, loss or accuracy"
-        " (default: val_loss; densenet121_transfer: val_accuracy, as the lesson)",
-    )
-    parser.add_argument(
-        "--patience", type=int, default=None, metavar="EPOCHS",
-        help="stop after this many epochs without improvement"
-        " (default: no early stopping; densenet121_transfer: 5, as the lesson)",
-    )
-    parser.add_argument(
-        "--min-delta", type=float, default=0.0,
-        help="early stopping: smallest change that counts as an improvement (default: 0)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--restore-best-weights", action="store_true", help="early stopping: end with the best epoch's weights"
-    )
-    parser.add_argument(
-        "--baseline", type=float, default=None,
-        help="early stopping: a value the metric must beat, or the patience runs out (default: none)",
-    )
-    parser.add_argument(
-        "--start-from-epoch", type=int, default=0, metavar="EPOCHS",
-        help="early stopping: epochs of warm-up before it starts watching (default: 0)",
-    )
-    parser.add_argument(
-        "--tensorboard", default=None, metavar="LOG_DIR",
-        help="write TensorBoard logs there, as Keras's TensorBoard(LOG_DIR, histogram_freq=1);"
-        " view them with: tensorboard --logdir LOG_DIR",
-    )  # fmt: skip
-    parser.add_argument(
-        "--resume", default=None, metavar="RUN_DIR",
-        help="continue a run from its last.pt, with its own flags, up to --epochs (default: the run's own)",
-    )
-    parser.add_argument("--trace", action="store_true", help="narrate every step of the first batch")
-    parser.add_argument(
-        "--break-at", default=None, metavar="EPOCH:BATCH", help="breakpoint() after that batch's forward pass (1-based)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress output (verbose=0)")
-    args = cli.parse_with_given(parser, argv)  # args.given: what --resume must not silently drop
-    if args.epochs is None and args.resume is None:
-        args.epochs = 10
-    cli.apply_model_defaults(args)  # the transfer model: early stopping on val_accuracy, patience 5
-    return args
-
-
-def main(argv=None) -> int:
-    exit_code = cli.run_main(train, parse_args(argv))
-    if exit_code == 0:
-        distributed.close()  # [torchrun] leave the process group; after a failure torchrun stops the others
-    return exit_code
-
-
-def train(args: argparse.Namespace) -> int:
-    resumed = runs.load_resume(args) if args.resume else None  # flags and state of the run to continue
-    cli.check_flags(args)
-    rank, device, seed = process.start(args.device, args.seed, args.deterministic)  # [torchrun] a device per rank
-
-    # 1. the data: uint8 NCHW images, int64 labels; validation on the test split, as the lesson does
-    lesson, validation_data, validation_split, notice = cli.load_run_data(args, seed, rank)
-
-    # 2. the model (Keras: keras.Model(inputs, outputs)); a resumed run rebuilds its own, weights and all
-    model = model_from_checkpoint(resumed) if resumed else build_model(
-        args.model, num_classes=lesson.num_classes, input_shape=(3, *lesson.image_size),
-        **cli.layer_options(args, seed),
-    )
-
-    # 3. compile: the loss and the optimizer
-    loss_fn = torch.nn.CrossEntropyLoss()  # Keras: SparseCategoricalCrossentropy(from_logits=True)
-    if args.l2:  # Keras: kernel_regularizer=L2(l2) on every Conv2D and Dense; the penalty joins the loss
-        loss_fn = L2Regularized(loss_fn, model, args.l2)
-    optimizer = make_optimizer(args.optimizer, model.parameters(), args.learning_rate)  # Keras: optimizer='adam'
-
-    # 4. fit, in a run directory that keeps the history and the checkpoints after every epoch
-    run = runs.open_run(args, seed, device, rank, lesson, validation_split, notice, model, optimizer, resumed)
-    status = "finished"
-    try:
-        fit(
-            model,
-            loss_fn,
-            optimizer,
-            lesson.train_images,
-            lesson.train_labels,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            validation_data=validation_data,
-            validation_split=validation_split or 0.0,
-            seed=seed,
-            verbose=0 if args.quiet else "auto",
-            device=device,
-            precision=args.precision,
-            initial_epoch=run.initial_epoch,
-            history=run.history,
-            early_stopping=run.early_stopping,
-            on_epoch_end=run.recorder,
-            trace=args.trace,
-            break_at=cli.parse_break_at(args.break_at),
-        )
-    except TrainingInterrupted:
-        status = "interrupted"
-    except NonFiniteLoss as error:
-        status = "nan"
-        runs.report_nan(run, error)  # nan_batch.json and the one error line
-
-    # 5. save and plot what there is: the history of every finished epoch survives
-    return runs.close_run(run, status, args)
-
+try:
+    from cnn_torch.cli.train import main
+except ModuleNotFoundError as error:  # the one line a learner needs, not a traceback
+    if error.name not in ("cnn_torch", "torch", "torchvision", "pandas", "seaborn", "tqdm"):
+        raise
+    sys.exit(f"error: {error.name} is not installed: run  pip install -e .  in the cnn-torch folder first")
 
 if __name__ == "__main__":
     sys.exit(main())

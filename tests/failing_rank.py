@@ -16,18 +16,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnn_torch.errors import UserError  # noqa: E402
+from cnn_torch.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAIL_AT_CALL = 2  # the second call of the loss is the second training batch (validation comes after the epoch)
 
 
 def load_train_script():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # also puts the repository on sys.path
-    return module
+    return importlib.import_module("cnn_torch.cli.train")
 
 
 class FailingLoss(torch.nn.CrossEntropyLoss):

@@ -13,9 +13,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from cnn_torch import augment  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
 from cnn_torch.evaluation import predict  # noqa: E402
+from cnn_torch.keras_rules import augment  # noqa: E402
 from cnn_torch.models import build_model  # noqa: E402
 
 keras = pytest.importorskip("keras")
@@ -212,7 +212,7 @@ def test_specs_and_argument_errors_name_the_fix():
 
 
 def test_keras_twin_of_an_augmented_model_has_the_same_layers():
-    from cnn_torch.keras_compat import keras_model_like
+    from cnn_torch.parity.keras_compat import keras_model_like
 
     model = build_model("model_intro", augment=["flip=horizontal_and_vertical", "rotation=0.2", "contrast"],
                         augment_seed=3)

@@ -15,12 +15,12 @@ from torch import nn
 
 from cnn_torch import data
 from cnn_torch.checkpoints import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+from cnn_torch.cli.runs import RunRecorder
 from cnn_torch.errors import UserError
 from cnn_torch.evaluation import evaluate
 from cnn_torch.history import History
+from cnn_torch.keras_rules.stopping import EarlyStopping, Improvement
 from cnn_torch.models import build_model
-from cnn_torch.runs import RunRecorder
-from cnn_torch.stopping import EarlyStopping, Improvement
 
 ROOT = Path(__file__).resolve().parents[1]
 

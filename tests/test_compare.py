@@ -1,4 +1,4 @@
-"""cnn_torch.compare and scripts/compare.py: settings side by side, from the same start.
+"""cnn_torch.cli.comparison and scripts/compare.py: settings side by side, from the same start.
 
 Tiny synthetic images (20x20, four classes told apart by their red channel) keep every
 comparison to a second or two; the command-line tests use the offline shapes data.
@@ -17,14 +17,16 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_torch import compare as compare_module
-from cnn_torch import fit, optim, process
+from cnn_torch import fit
 from cnn_torch.checkpoints import load_checkpoint, model_from_checkpoint
-from cnn_torch.compare import compare, grid, kfold_indices, markdown_table, setting_dir_name, setting_name
+from cnn_torch.cli import comparison as compare_module
+from cnn_torch.cli.comparison import compare, grid, kfold_indices, markdown_table, setting_dir_name, setting_name
 from cnn_torch.errors import UserError
 from cnn_torch.history import History, save_history
-from cnn_torch.interrupt import TrainingInterrupted
+from cnn_torch.keras_rules import optim
+from cnn_torch.machinery.interrupt import TrainingInterrupted
 from cnn_torch.models import ACTIVATIONS, MODELS, build_model, count_params
+from cnn_torch.platform import process
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (3, 20, 20)

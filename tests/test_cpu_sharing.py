@@ -1,4 +1,4 @@
-"""Trainings that share the CPU take an even share of its cores (cnn_torch/cpu_sharing.py).
+"""Trainings that share the CPU take an even share of its cores (cnn_torch/machinery/cpu_sharing.py).
 
 The thread counts are checked, not the time: two real processes announce themselves, and
 each sees the other and drops to its share; alone, a training keeps every thread.
@@ -13,7 +13,8 @@ import time
 
 import torch
 
-from cnn_torch import cpu_sharing, fit
+from cnn_torch import fit
+from cnn_torch.machinery import cpu_sharing
 from cnn_torch.models import cifar_model_small
 
 
@@ -68,7 +69,7 @@ def test_fit_takes_its_share_while_another_training_runs_and_all_threads_after(t
 def test_two_processes_see_each_other(tmp_path):
     """Two real trainings started together: each reports its threads while the other runs."""
     script = (
-        "import time, torch\nfrom cnn_torch import cpu_sharing, fit\nfrom cnn_torch.models import cifar_model_small\n"
+        "import time, torch\nfrom cnn_torch import fit\nfrom cnn_torch.machinery import cpu_sharing\nfrom cnn_torch.models import cifar_model_small\n"
         "cpu_sharing.CHECK_EVERY = 0.0; torch.set_num_threads(2); seen = []\n"
         "model = cifar_model_small(); optimizer = torch.optim.Adam(model.parameters())\n"
         "optimizer.register_step_post_hook(lambda *_: seen.append(torch.get_num_threads()))\n"

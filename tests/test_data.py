@@ -15,7 +15,6 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_torch import image_folder
 from cnn_torch.data import (
     DATASETS,
     SHAPE_CLASSES,
@@ -30,6 +29,7 @@ from cnn_torch.data import (
     to_float,
 )
 from cnn_torch.errors import UserError
+from cnn_torch.sources import image_folder
 
 REAL_JPEGS = Path(__file__).parents[1] / ".." / "shared" / "data" / "cifar10-jpg"
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -439,7 +439,7 @@ def test_resolve_dataset(tmp_path):
 def test_load_data_dispatch(tmp_path):
     shapes = load_data("shapes", limit=50, seed=1)
     assert shapes.train_images.shape == (50, 3, 32, 32) and shapes.test_images.shape == (10, 3, 32, 32)
-    assert len(load_data("shapes").train_labels) == 4000  # cnn_torch.shapes.DEFAULT_TRAIN_SIZE
+    assert len(load_data("shapes").train_labels) == 4000  # cnn_torch.sources.shapes.DEFAULT_TRAIN_SIZE
 
     root = write_tree(tmp_path / "tree")
     folder = load_data("folder", root, limit=4, seed=0)

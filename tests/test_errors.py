@@ -252,10 +252,7 @@ def cli_results(bad_inputs, outputs) -> dict[str, subprocess.CompletedProcess]:
 
 @functools.cache
 def load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"cnn_torch.cli.{path.stem}")  # scripts/NAME.py runs cnn_torch/cli/NAME.py
 
 
 def run_in_process(row_id: str, bad_inputs: Path, outputs: Path, capsys) -> subprocess.CompletedProcess:

@@ -19,9 +19,7 @@ from torch.nn import functional as F
 from cnn_torch import data
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint
 from cnn_torch.errors import UserError
-from cnn_torch.fileio import write_json
 from cnn_torch.history import History
-from cnn_torch.image_files import load_image, load_images, to_model_input
 from cnn_torch.metrics import (
     confusion_matrix,
     format_confusion_matrix,
@@ -29,15 +27,14 @@ from cnn_torch.metrics import (
     per_class_accuracy,
 )
 from cnn_torch.models import build_model
+from cnn_torch.platform.fileio import write_json
+from cnn_torch.sources.image_files import load_image, load_images, to_model_input
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"cnn_torch.cli.{name}")
 
 
 evaluate_script = load_script("evaluate")

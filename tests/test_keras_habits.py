@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from cnn_torch import evaluate, fit, models, predict, probabilities
-from cnn_torch.checks import InputWarning
 from cnn_torch.errors import UserError
-from cnn_torch.interrupt import TrainingInterrupted
-from cnn_torch.optim import KERAS_LEARNING_RATES
+from cnn_torch.keras_rules.optim import KERAS_LEARNING_RATES
+from cnn_torch.machinery.checks import InputWarning
+from cnn_torch.machinery.interrupt import TrainingInterrupted
 
 
 def lesson_like(n: int = 40):
@@ -39,7 +39,7 @@ def test_an_optimizer_by_name_is_keras_s_with_its_defaults(name):
     images, labels = lesson_like()
     by_name = fit(small_model(), nn.CrossEntropyLoss(), name, images, labels, epochs=2, **QUIET)
     model = small_model()
-    from cnn_torch.optim import make_optimizer
+    from cnn_torch.keras_rules.optim import make_optimizer
 
     optimizer = make_optimizer(name.lower(), model.parameters())
     assert optimizer.param_groups[0]["lr"] == KERAS_LEARNING_RATES[name.lower()]
@@ -84,14 +84,14 @@ def test_keras_habits_get_one_line_naming_the_fix(call, words):
 def test_api_messages_speak_the_api():
     images, labels = lesson_like()
     model = small_model()
-    from cnn_torch.optim import make_optimizer
+    from cnn_torch.keras_rules.optim import make_optimizer
 
     with pytest.raises(UserError, match=r"learning_rate must be positive, got 0: pass e\.g\. learning_rate=0\.001"):
         make_optimizer("sgd", model.parameters(), 0)
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match=r"device='cuda' was asked for but CUDA is not .*: pass device='cpu'"):
             fit(model, nn.CrossEntropyLoss(), "adam", images, labels, device="cuda", **QUIET)
-    from cnn_torch.watch import NonFiniteLoss
+    from cnn_torch.machinery.watch import NonFiniteLoss
 
     assert "learning_rate=1e-4" in str(NonFiniteLoss(0, 2, [1, 2], None))
 

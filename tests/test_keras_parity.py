@@ -16,7 +16,7 @@ thread) initialises, and its weights are copied into ours. Three levels:
    the first epoch agrees to rounding (1e-7) and later epochs can drift where a max-pool
    tie flips. docs/parity-table.md measures it, against Keras on TensorFlow too.
 
-The helpers live in ``cnn_torch.parity``, shared with ``scripts/parity_table.py``.
+The helpers live in ``cnn_torch.parity.harness``, shared with ``scripts/parity_table.py``.
 Set ``CNN_TORCH_TF_PYTHON`` to an interpreter with tensorflow and keras to run the
 TensorFlow test.
 """
@@ -36,18 +36,18 @@ keras = pytest.importorskip("keras")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cnn_torch import parity  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
 from cnn_torch.evaluation import evaluate, predict  # noqa: E402
-from cnn_torch.keras_compat import (  # noqa: E402
+from cnn_torch.keras_rules.optim import KerasAdam, KerasRMSprop, KerasSGD  # noqa: E402
+from cnn_torch.models import build_model  # noqa: E402
+from cnn_torch.parity import harness as parity  # noqa: E402
+from cnn_torch.parity.keras_compat import (  # noqa: E402
     import_keras,
     keras_model_like,
     keras_to_torch,
     to_channels_last,
     torch_to_keras,
 )
-from cnn_torch.models import build_model  # noqa: E402
-from cnn_torch.optim import KerasAdam, KerasRMSprop, KerasSGD  # noqa: E402
 
 # Keras converts torch tensors with np.array(x), which numpy 2 warns about, hundreds of times.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

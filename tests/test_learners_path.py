@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from cnn_torch import fit, models
-from cnn_torch.checks import InputWarning
 from cnn_torch.errors import UserError
+from cnn_torch.machinery.checks import InputWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "scripts" / "train.py"
@@ -296,11 +296,8 @@ def test_plot_history_bad_input_gets_one_line(folder_run, tmp_path):
 
 
 def test_figure_titles_name_the_model_and_the_data(folder_run):
-    import importlib.util
+    from cnn_torch.cli import plot_history as script
 
-    spec = importlib.util.spec_from_file_location("plot_history_script", ROOT / "scripts" / "plot_history.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     assert script.run_title(folder_run / "run") == "cifar_model_small on images"
 
 

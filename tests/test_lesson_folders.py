@@ -18,7 +18,7 @@ from PIL import Image
 
 from cnn_torch.data import load_data, load_image_folder, select_classes
 from cnn_torch.errors import UserError
-from cnn_torch.image_files import load_image, resize
+from cnn_torch.sources.image_files import load_image, resize
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON_CLASSES = ["airplane", "bird", "cat", "dog", "truck"]  # the 2026 lesson's five
@@ -295,7 +295,7 @@ def test_image_size_builds_the_model_for_it(tmp_path, cache_in_tmp):
     assert tuple(checkpoint["input_shape"]) == (3, 64, 64) and checkpoint["class_names"] == ["cat", "dog"]
     os.environ.setdefault("KERAS_BACKEND", "torch")
     pytest.importorskip("keras")
-    from cnn_torch.keras_compat import keras_model_like
+    from cnn_torch.parity.keras_compat import keras_model_like
 
     model = build_model("cifar_model_small", num_classes=2, input_shape=(3, 64, 64))
     assert keras_model_like(model).count_params() == count_params(model)  # Keras's summary, at 64x64

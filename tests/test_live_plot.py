@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from cnn_torch import fit
-from cnn_torch.live_plot import LivePlot, in_jupyter
 from cnn_torch.models import cifar_model_small
+from cnn_torch.plots import LivePlot, in_jupyter
 
 
 class FakeDisplay:

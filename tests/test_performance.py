@@ -13,10 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_torch import fit, models, optim
+from cnn_torch import fit, models
 from cnn_torch.data import make_shapes
-from cnn_torch.device import as_float
-from cnn_torch.flops import forward_flops_per_image, training_flops_per_image
+from cnn_torch.keras_rules import optim
+from cnn_torch.platform.device import as_float
+from cnn_torch.platform.flops import forward_flops_per_image, training_flops_per_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_torch import device as device_module
 from cnn_torch import fit, models
+from cnn_torch.platform import device as device_module
 
 
 def tiny_fit(precision: str):

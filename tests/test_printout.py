@@ -30,8 +30,9 @@ import pytest
 import torch
 from torch import nn
 
-from cnn_torch import fit, progress
-from cnn_torch.progress import EpochProgress
+from cnn_torch import fit
+from cnn_torch.machinery import progress
+from cnn_torch.machinery.progress import EpochProgress
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")

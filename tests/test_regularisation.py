@@ -24,10 +24,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cnn_torch import parity  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
+from cnn_torch.keras_rules.regularizers import L2Regularized, regularized_kernels  # noqa: E402
 from cnn_torch.models import KerasBatchNorm1d, KerasBatchNorm2d, build_model, count_params, trainable_params  # noqa: E402
-from cnn_torch.regularizers import L2Regularized, regularized_kernels  # noqa: E402
+from cnn_torch.parity import harness as parity  # noqa: E402
 
 keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -172,7 +172,7 @@ def test_batch_norm_layer_equals_keras_layer(training):
 def test_batch_norm_models_count_weights_as_keras(model_name):
     """Keras's summary: BatchNormalization holds 4 weights per channel, 2 of them (the moving
     mean and variance) non-trainable; the twin built by keras_model_like counts the same."""
-    from cnn_torch.keras_compat import keras_model_like
+    from cnn_torch.parity.keras_compat import keras_model_like
 
     model = build_model(model_name, batch_norm=True)
     plain = build_model(model_name)

@@ -27,11 +27,11 @@ import torchvision
 from cnn_torch import checkpoints as checkpoints_module
 from cnn_torch import fit, models
 from cnn_torch.checkpoints import load_checkpoint, save_checkpoint
-from cnn_torch.fileio import atomic_write, write_json
+from cnn_torch.cli.runs import RunRecorder, safe_name, write_nan_report
 from cnn_torch.history import History
-from cnn_torch.interrupt import TrainingInterrupted, stop_on_sigint
-from cnn_torch.process import seed_everything
-from cnn_torch.runs import RunRecorder, safe_name, write_nan_report
+from cnn_torch.machinery.interrupt import TrainingInterrupted, stop_on_sigint
+from cnn_torch.platform.fileio import atomic_write, write_json
+from cnn_torch.platform.process import seed_everything
 from cnn_torch.training import NonFiniteLoss, epoch_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -442,9 +442,6 @@ def sleep_until(condition, seconds: float = 5.0) -> None:
 
 
 def load_train_script():
-    import importlib.util
+    from cnn_torch.cli import train
 
-    spec = importlib.util.spec_from_file_location("train_script", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return train

@@ -31,8 +31,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cnn_torch import runs
 from cnn_torch.checkpoints import load_checkpoint
+from cnn_torch.cli import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -75,10 +75,7 @@ def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
 
 @functools.cache
 def script_module(path: Path):
-    spec = importlib.util.spec_from_file_location(f"script_{path.stem}_runs_anywhere", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"cnn_torch.cli.{path.stem}")  # scripts/NAME.py runs cnn_torch/cli/NAME.py
 
 
 def main_here(script: Path, *argv, capsys) -> subprocess.CompletedProcess:
@@ -217,7 +214,7 @@ def test_a_directory_claimed_in_the_same_second_gets_the_next_number(tmp_path, m
 
 def test_a_locked_run_directory_is_refused_in_one_line(tmp_path):
     holder = subprocess.Popen(  # another process holds the lock, as a training process does
-        [sys.executable, "-c", "import sys; from pathlib import Path; from cnn_torch import runs;"
+        [sys.executable, "-c", "import sys; from pathlib import Path; from cnn_torch.cli import runs;"
          f" runs.lock_run_dir(Path({str(tmp_path)!r})); print('locked', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

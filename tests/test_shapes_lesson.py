@@ -1,4 +1,4 @@
-"""The offline ``shapes`` data set (cnn_torch/shapes.py) and the lesson it has to teach.
+"""The offline ``shapes`` data set (cnn_torch/sources/shapes.py) and the lesson it has to teach.
 
 The fast tests pin the generator's contract and a few properties a person would check by
 eye. The one ``lesson`` test trains the lesson's default run on the default data set and
@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import cnn_torch
-from cnn_torch import data, shapes
+from cnn_torch import data
 from cnn_torch.errors import UserError
 from cnn_torch.models import cifar_model_small
-from cnn_torch.shapes import SHAPE_CLASSES, make_shapes
+from cnn_torch.sources import shapes
+from cnn_torch.sources.shapes import SHAPE_CLASSES, make_shapes
 
 
 def user_error(excinfo) -> str:

@@ -17,8 +17,8 @@ from torch import nn
 
 from cnn_torch import TensorBoard, fit
 from cnn_torch.errors import UserError
+from cnn_torch.keras_rules.tensorboard import keras_weight_names
 from cnn_torch.models import build_model
-from cnn_torch.tensorboard import keras_weight_names
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # for the Keras names, when keras is installed
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
@@ -92,7 +92,7 @@ def test_weight_histograms_every_histogram_freq_epochs(logged):
 def test_histogram_names_are_keras_s(name):
     """The names Keras gives the weights of the lesson's functional model, ``keras.Model(inputs, outputs)``."""
     keras = pytest.importorskip("keras")
-    from cnn_torch.keras_compat import keras_model_like
+    from cnn_torch.parity.keras_compat import keras_model_like
 
     model = build_model(name, num_classes=10)
     sequential = keras_model_like(model)

@@ -160,7 +160,7 @@ def test_fit_has_no_trace_lines_and_stays_one_screen():
 
 def test_the_trace_leaves_no_hook_behind_and_other_step_hooks_still_run(capsys):
     """The trace's hooks remove themselves, the step post-hook only at the next forward pass:
-    another step post-hook registered after it (as cnn_torch.cpu_sharing's is) runs every step."""
+    another step post-hook registered after it (as cnn_torch.machinery.cpu_sharing's is) runs every step."""
     model, images, labels = tiny_run()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     later_hook_calls = []

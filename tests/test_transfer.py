@@ -1,4 +1,4 @@
-"""The sibling lesson's transfer-learning model (cnn_torch/transfer.py): Keras's counts, the
+"""The sibling lesson's transfer-learning model (cnn_torch/keras_rules/transfer.py): Keras's counts, the
 frozen base's inference mode, resize_with_pad, the weights download's failure, reused features.
 All with ``weights=None``: the tests need no network."""
 
@@ -14,9 +14,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cnn_torch import cli, fit, transfer  # noqa: E402
+from cnn_torch import fit  # noqa: E402
+from cnn_torch.cli import flags as cli  # noqa: E402
 from cnn_torch.errors import UserError  # noqa: E402
 from cnn_torch.evaluation import predict  # noqa: E402
+from cnn_torch.keras_rules import transfer  # noqa: E402
 from cnn_torch.models import build_model, count_params, trainable_params  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -161,12 +163,8 @@ def test_checkpoint_round_trip_rebuilds_the_same_model(model):
 
 
 def test_command_line_takes_the_lessons_early_stopping():
-    import importlib.util
-    from pathlib import Path
+    from cnn_torch.cli import train as train_script
 
-    spec = importlib.util.spec_from_file_location("train_script", Path(__file__).parents[1] / "scripts" / "train.py")
-    train_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_script)
     args = train_script.parse_args(["--model", "densenet121_transfer", "--weights", "none"])
     assert (args.monitor, args.patience, args.weights) == ("val_accuracy", 5, "none")
     assert cli.layer_options(args, seed=1) == {"weights": None}

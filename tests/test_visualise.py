@@ -292,17 +292,14 @@ def test_save_model_and_load_model_round_trip(tmp_path, trained):
 
 
 def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_visualise_script", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"cnn_torch.cli.{name}")
 
 
 def test_evaluate_and_predict_draw_what_the_network_sees(tmp_path, capsys, trained):
     pytest.importorskip("captum")
     from PIL import Image
 
-    from cnn_torch.fileio import write_json
+    from cnn_torch.platform.fileio import write_json
 
     model, test_ds = trained
     run = tmp_path / "run"

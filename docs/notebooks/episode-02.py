@@ -41,9 +41,9 @@ from PIL import Image
 
 from cnn_torch import data
 from cnn_torch import workshop as icfn
-from cnn_torch.image_files import load_image
+from cnn_torch.sources.image_files import load_image
 from cnn_torch.image_grids import pick, show_images
-from cnn_torch.lesson_data import to_float
+from cnn_torch.sources.lesson_data import to_float
 
 # %% [markdown]
 # ## The images, as folders of files

@@ -48,7 +48,7 @@ import pandas as pd  # handles dataframes
 
 from cnn_torch import fit, models
 from cnn_torch.checkpoints import save_model
-from cnn_torch.live_plot import LivePlot
+from cnn_torch.plots import LivePlot
 
 torch.manual_seed(SEED);
 

@@ -51,7 +51,7 @@ from pathlib import Path
 
 from cnn_torch import evaluate, fit, models, predict, probabilities
 from cnn_torch.checkpoints import load_model, save_model
-from cnn_torch.compare import compare, grid
+from cnn_torch.cli.comparison import compare, grid
 from cnn_torch.image_grids import show_images
 from cnn_torch.plots import overlay_histories
 from cnn_torch.visualise import show_attributions, show_feature_maps, show_filters

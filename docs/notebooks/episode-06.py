@@ -41,8 +41,8 @@ import torch
 from cnn_torch import fit, models, predict, probabilities
 from cnn_torch import workshop as icfn
 from cnn_torch.checkpoints import load_checkpoint, load_model, save_model
-from cnn_torch.device import resolve_device
-from cnn_torch.image_files import load_image
+from cnn_torch.platform.device import resolve_device
+from cnn_torch.sources.image_files import load_image
 from cnn_torch.visualise import show_attributions
 
 torch.manual_seed(SEED)

@@ -14,7 +14,7 @@ training loop, not from the starting point. Three layout differences are handled
 ``Permute((3, 1, 2))`` before its Flatten, so it flattens in our order: the same function,
 but now the first Dense sums its 1,250 products in the same order as ours, which the
 parity tests need (a different order rounds differently, and training can amplify that:
-see ``cnn_torch/parity.py``). The copies below recognise that twin and skip the re-ordering.
+see ``cnn_torch/parity/harness.py``). The copies below recognise that twin and skip the re-ordering.
 
 Batch normalisation copies as Keras's four weights (gamma, beta, moving mean, moving
 variance: our weight, bias, running_mean, running_var); augmentation layers become Keras's
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnn_torch import augment
-from cnn_torch.augment import Augmentation
 from cnn_torch.errors import UserError
+from cnn_torch.keras_rules import augment
+from cnn_torch.keras_rules.augment import Augmentation
 
 
 def import_keras():
@@ -216,7 +216,7 @@ def keras_model_like(torch_model: nn.Module, flatten: str = "channels_last", l2:
 
 
 def keras_augmentation_layer(layer: nn.Module):
-    """The Keras preprocessing layer with the same arguments as one of ``cnn_torch.augment``'s."""
+    """The Keras preprocessing layer with the same arguments as one of ``cnn_torch.keras_rules.augment``'s."""
     keras = import_keras()
     seed = int(layer.seed)
     if isinstance(layer, augment.RandomFlip):

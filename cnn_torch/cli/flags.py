@@ -12,11 +12,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from cnn_torch import data, distributed
+from cnn_torch import data
 from cnn_torch.errors import UserError
-from cnn_torch.interrupt import TrainingInterrupted
+from cnn_torch.keras_rules.optim import KERAS_LEARNING_RATES
+from cnn_torch.machinery.interrupt import TrainingInterrupted
 from cnn_torch.models import ACTIVATIONS, PRETRAINED_MODELS, model_names
-from cnn_torch.optim import KERAS_LEARNING_RATES
+from cnn_torch.platform import distributed
 
 # The lesson models' input (height, width): images are resized to it unless --image-size says otherwise.
 DEFAULT_IMAGE_SIZE = (32, 32)
@@ -68,7 +69,7 @@ def check_flags(args) -> None:
 
 def check_overfitting_flags(args) -> None:
     """--augment, --batch-norm, --l2 and --weights, and which models take them."""
-    from cnn_torch.augment import normalise_specs
+    from cnn_torch.keras_rules.augment import normalise_specs
 
     normalise_specs(getattr(args, "augment", None))  # an unknown name or factor: one line naming the choices
     l2 = getattr(args, "l2", None)
@@ -108,7 +109,7 @@ def check_early_stopping_flags(args) -> None:
         verb = "tunes" if len(tuned) == 1 else "tune"
         raise UserError(f"{' and '.join(tuned)} {verb} early stopping, which is off: add --patience N (e.g. 3)")
     if args.tensorboard is not None:
-        from cnn_torch.tensorboard import summary_writer_class
+        from cnn_torch.keras_rules.tensorboard import summary_writer_class
 
         summary_writer_class()  # installed, or one line saying how to install it
         check_writable_folder(args.tensorboard, "--tensorboard")
@@ -131,7 +132,7 @@ def check_learning_rate(learning_rate: float | None) -> None:
 
 def check_device(name: str) -> None:
     """``--device cuda`` on a machine without CUDA (or mps without MPS), in the command line's words."""
-    from cnn_torch.device import unavailable
+    from cnn_torch.platform.device import unavailable
 
     missing = unavailable(name.split(":")[0])
     if missing:
@@ -161,7 +162,7 @@ def check_output_folders(args) -> None:
     elif args.out is not None:
         check_writable_folder(args.out, "--out")
     else:
-        from cnn_torch.runs import runs_root
+        from cnn_torch.cli.runs import runs_root
 
         check_writable_folder(runs_root(), "runs folder", "pass --out DIR in a folder you can write")
     if args.fig_dir is not None:
@@ -254,7 +255,7 @@ def parse_with_given(parser: argparse.ArgumentParser, argv=None) -> argparse.Nam
 
 def script_command(script: str) -> str:
     """``python scripts/<script>`` as typed from the clone's root, or with its full path from anywhere else."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / script
+    path = Path(__file__).resolve().parents[2] / "scripts" / script
     here = Path.cwd().resolve()
     return f"python scripts/{script}" if here == path.parents[1] else f"python {path}"
 
@@ -439,7 +440,7 @@ def early_stopping(args):
     """Keras's ``EarlyStopping`` from --patience, --monitor, --min-delta, --baseline, --start-from-epoch
     and --restore-best-weights (None without --patience). It always says when it stops and
     which epoch's weights it puts back (Keras's ``verbose=1`` messages)."""
-    from cnn_torch.stopping import EarlyStopping
+    from cnn_torch.keras_rules.stopping import EarlyStopping
 
     if args.patience is None:
         return None
@@ -452,7 +453,7 @@ def early_stopping(args):
 def tensorboard(args, model, optimizer, iterations: int):
     """Keras's ``TensorBoard(log_dir, histogram_freq=1)`` from --tensorboard DIR (None without it);
     ``iterations``: the optimizer steps a resumed run has already taken."""
-    from cnn_torch.tensorboard import TensorBoard
+    from cnn_torch.keras_rules.tensorboard import TensorBoard
 
     if args.tensorboard is None:
         return None

@@ -21,7 +21,7 @@ gaps as tables (docs/parity-table.md).
 Keras runs in this process on its torch backend. Keras on TensorFlow, the lesson's own
 stack, runs in another interpreter (TensorFlow stays out of this project's environment):
 ``tensorflow_fits`` hands it the model, weights and data in a ``.npz`` file and runs
-``cnn_torch/keras_worker.py`` there.
+``cnn_torch/parity/keras_worker.py`` there.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ import torch
 from torch import nn
 
 from cnn_torch.history import History
-from cnn_torch.keras_compat import import_keras, keras_model_like, keras_to_torch, to_channels_last
+from cnn_torch.keras_rules.optim import KerasAdam, KerasRMSprop, KerasSGD
+from cnn_torch.keras_rules.regularizers import L2Regularized
 from cnn_torch.models import KerasBatchNorm1d, KerasBatchNorm2d, build_model
-from cnn_torch.optim import KerasAdam, KerasRMSprop, KerasSGD
-from cnn_torch.regularizers import L2Regularized
+from cnn_torch.parity.keras_compat import import_keras, keras_model_like, keras_to_torch, to_channels_last
 from cnn_torch.training import fit
 
 WORKER = Path(__file__).with_name("keras_worker.py")

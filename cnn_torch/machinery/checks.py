@@ -24,11 +24,11 @@ def checked_loss_and_optimizer(model: nn.Module, loss_fn, optimizer) -> tuple:
     """``fit``'s loss and optimizer, with the Keras habits caught before anything runs.
 
     Keras's ``compile(optimizer='adam')`` takes an optimizer by name: so does ``fit``, with
-    Keras's defaults (``cnn_torch.optim.make_optimizer``). A loss class instead of a loss,
+    Keras's defaults (``cnn_torch.keras_rules.optim.make_optimizer``). A loss class instead of a loss,
     a Keras loss name, Keras's ``fit(x, y)`` argument order, or an optimizer built on another
     model's weights each get one line that names the fix.
     """
-    from cnn_torch.optim import KERAS_LEARNING_RATES, make_optimizer
+    from cnn_torch.keras_rules.optim import KERAS_LEARNING_RATES, make_optimizer
 
     usage = "fit(model, torch.nn.CrossEntropyLoss(), 'adam', train_images, train_labels, epochs=10)"
     if _is_array(loss_fn):  # Keras: model.fit(train_images, train_labels, ...)
@@ -261,8 +261,8 @@ def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size,
     tensors ``(train_images, train_labels, val_images, val_labels)``, the last two None
     without validation. Keras's rules: ``validation_data`` overrides ``validation_split``,
     which holds out the LAST fraction of the samples, before any shuffling."""
-    from cnn_torch.device import as_float, check_precision
-    from cnn_torch.lesson_data import split_validation
+    from cnn_torch.platform.device import as_float, check_precision
+    from cnn_torch.sources.lesson_data import split_validation
 
     check_fit_arguments(epochs, batch_size, validation_split)
     check_precision(device, precision)

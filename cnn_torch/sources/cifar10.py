@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from cnn_torch.errors import UserError
-from cnn_torch.lesson_data import LessonData
+from cnn_torch.sources.lesson_data import LessonData
 
 
 class CifarUnavailable(UserError):

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from cnn_torch.errors import UserError
-from cnn_torch.fileio import atomic_write
-from cnn_torch.image_files import decode_files, resize
-from cnn_torch.lesson_data import LessonData
+from cnn_torch.platform.fileio import atomic_write
+from cnn_torch.sources.image_files import decode_files, resize
+from cnn_torch.sources.lesson_data import LessonData
 
 # keras.utils.image_dataset_from_directory's accepted extensions (ALLOWLIST_FORMATS).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")

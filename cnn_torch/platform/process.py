@@ -10,8 +10,8 @@ import os
 
 import torch
 
-from cnn_torch import distributed
 from cnn_torch.errors import UserError
+from cnn_torch.platform import distributed
 
 
 def start(device_name: str, seed: int | None, deterministic: bool = False) -> tuple[int, torch.device, int]:
@@ -48,7 +48,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def setup_process(device_name: str) -> tuple[int, torch.device]:
     """One process: (0, the chosen device). Under torchrun: join the process group
     (NCCL on CUDA, gloo on the CPU) and take the GPU of this local rank."""
-    from cnn_torch.device import resolve_device
+    from cnn_torch.platform.device import resolve_device
 
     device = resolve_device(device_name)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

@@ -28,7 +28,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     kind = str(device).split(":")[0]
     missing = unavailable(kind)
-    if missing:  # the command line checks --device first, in its own words (cnn_torch.cli)
+    if missing:  # the command line checks --device first, in its own words (cnn_torch.cli.flags)
         raise UserError(f"device={device!r} was asked for but {missing} is not available: pass device='cpu' or 'auto'")
     if kind not in ("cpu", "cuda", "mps"):
         raise UserError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'")

@@ -2,7 +2,7 @@
 
 - Keras's ``TerminateOnNaN``: stop at the first batch whose loss is NaN or inf, keeping the
   History of the finished epochs and that batch's sample indices (:class:`NonFiniteLoss`).
-- The progress display (:mod:`cnn_torch.progress`), fed the running means.
+- The progress display (:mod:`cnn_torch.machinery.progress`), fed the running means.
 - Ctrl-C: after the first one the batch finishes, then :class:`TrainingInterrupted`.
 
 The loss and accuracy are read back from the device every few steps, not every step: each
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from cnn_torch import distributed
 from cnn_torch.errors import UserError
-from cnn_torch.interrupt import TrainingInterrupted
-from cnn_torch.progress import EpochProgress
+from cnn_torch.machinery.interrupt import TrainingInterrupted
+from cnn_torch.machinery.progress import EpochProgress
+from cnn_torch.platform import distributed
 
 SYNC_EVERY = 10
 

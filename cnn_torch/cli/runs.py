@@ -26,15 +26,15 @@ from pathlib import Path
 
 import torch
 
-from cnn_torch import distributed
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
-from cnn_torch.cli import check_break_at, check_out_is_new, counted, early_stopping, script_command, tensorboard
+from cnn_torch.cli.flags import check_break_at, check_out_is_new, counted, early_stopping, script_command, tensorboard
 from cnn_torch.errors import UserError
-from cnn_torch.fileio import write_json
 from cnn_torch.history import History, save_history
-from cnn_torch.lesson_data import validation_cut
-from cnn_torch.progress import wrap_parts
-from cnn_torch.stopping import EarlyStopping, Improvement
+from cnn_torch.keras_rules.stopping import EarlyStopping, Improvement
+from cnn_torch.machinery.progress import wrap_parts
+from cnn_torch.platform import distributed
+from cnn_torch.platform.fileio import write_json
+from cnn_torch.sources.lesson_data import validation_cut
 
 
 def safe_name(text: str) -> str:
@@ -45,7 +45,7 @@ def safe_name(text: str) -> str:
 
 
 # The clone this package was imported from (the folder holding cnn_torch/ and scripts/).
-CLONE = Path(__file__).resolve().parents[1]
+CLONE = Path(__file__).resolve().parents[2]
 
 
 def runs_root() -> Path:
@@ -165,7 +165,7 @@ def start_record(flags: dict, seed: int, device: torch.device, data: dict | None
 class RunRecorder:
     """The CLI's ``on_epoch_end`` hook: after every epoch write the history, ``last.pt``,
     on strict improvement of ``monitor`` ``best.pt``, and with --tensorboard the TensorBoard
-    logs (Keras's ``TensorBoard`` callback, :mod:`cnn_torch.tensorboard`). Nothing else."""
+    logs (Keras's ``TensorBoard`` callback, :mod:`cnn_torch.keras_rules.tensorboard`). Nothing else."""
 
     def __init__(self, run_dir: Path, model, optimizer, history: History, class_names, seed, monitor="val_loss",
                  tensorboard=None):  # fmt: skip
@@ -214,7 +214,7 @@ def load_resume(args) -> dict:
     import json
 
     from cnn_torch.checkpoints import load_checkpoint
-    from cnn_torch.cli import RESUME_MAY_CHANGE, RUN_FLAGS
+    from cnn_torch.cli.flags import RESUME_MAY_CHANGE, RUN_FLAGS
 
     run_dir = Path(args.resume)
     if not (run_dir / "last.pt").is_file():
@@ -277,7 +277,7 @@ def _same_flag(name: str, value, flags: dict) -> bool:
     """Whether a flag given with --resume says what the run's own does (a learning rate left at
     Keras's default is the same as that default written out)."""
     if name == "learning_rate":
-        from cnn_torch.optim import KERAS_LEARNING_RATES
+        from cnn_torch.keras_rules.optim import KERAS_LEARNING_RATES
 
         default = KERAS_LEARNING_RATES.get(str(flags.get("optimizer", "adam")).lower())
         return (value if value is not None else default) == (flags[name] if flags[name] is not None else default)

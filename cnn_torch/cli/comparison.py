@@ -34,19 +34,23 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cnn_torch import checks, cli, optim, process, runs
-from cnn_torch.augment import normalise_specs
 from cnn_torch.checkpoints import load_checkpoint, restore_rng_state, save_checkpoint
-from cnn_torch.device import resolve_device
+from cnn_torch.cli import flags as cli
+from cnn_torch.cli import runs
 from cnn_torch.errors import UserError
-from cnn_torch.fileio import atomic_write, write_json, write_text
 from cnn_torch.history import History, load_history
-from cnn_torch.interrupt import TrainingInterrupted
-from cnn_torch.lesson_data import validation_cut
+from cnn_torch.keras_rules import optim
+from cnn_torch.keras_rules.augment import normalise_specs
+from cnn_torch.keras_rules.regularizers import L2Regularized
+from cnn_torch.keras_rules.stopping import Improvement
+from cnn_torch.machinery import checks
+from cnn_torch.machinery.interrupt import TrainingInterrupted
+from cnn_torch.machinery.terminal import say
 from cnn_torch.models import ACTIVATIONS, MODELS, LessonModel, build_model
-from cnn_torch.regularizers import L2Regularized
-from cnn_torch.stopping import Improvement
-from cnn_torch.terminal import say
+from cnn_torch.platform import process
+from cnn_torch.platform.device import resolve_device
+from cnn_torch.platform.fileio import atomic_write, write_json, write_text
+from cnn_torch.sources.lesson_data import validation_cut
 from cnn_torch.training import NonFiniteLoss, fit
 
 # What a setting may change, in the order settings are named and gridded.

@@ -21,7 +21,7 @@ import sys
 import torch
 from torch import nn
 
-from cnn_torch.terminal import fitted
+from cnn_torch.machinery.terminal import fitted
 
 
 def _fmt(tensor: torch.Tensor) -> str:

@@ -24,8 +24,8 @@ import copy
 import torch
 from torch import nn
 
-from cnn_torch import distributed
 from cnn_torch.errors import UserError
+from cnn_torch.platform import distributed
 
 
 def keras_mode(monitor: str, mode: str = "auto") -> str:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from cnn_torch.errors import UserError
-from cnn_torch.lesson_data import LessonData
+from cnn_torch.sources.lesson_data import LessonData
 
 SHAPE_CLASSES = [
     "circle", "square", "triangle", "plus", "ring",
@@ -92,7 +92,7 @@ def make_shapes(
     seed: int = 0,
     image_size: tuple[int, int] = (32, 32),
 ) -> LessonData:
-    """The shapes data set as a :class:`cnn_torch.lesson_data.LessonData`.
+    """The shapes data set as a :class:`cnn_torch.sources.lesson_data.LessonData`.
 
     ``n_train`` training images and ``n_test`` test images (default ``n_train // 5``; 0 for
     no test split), uint8 NCHW, with int64 labels indexing ``SHAPE_CLASSES``. Classes are

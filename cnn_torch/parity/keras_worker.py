@@ -1,6 +1,6 @@
-"""Run Keras's ``model.fit`` in another Python (Keras on TensorFlow); ``cnn_torch.parity`` drives it.
+"""Run Keras's ``model.fit`` in another Python (Keras on TensorFlow); ``cnn_torch.parity.harness`` drives it.
 
-    /path/to/tf-python cnn_torch/keras_worker.py job.npz result.npz
+    /path/to/tf-python cnn_torch/parity/keras_worker.py job.npz result.npz
 
 TensorFlow never goes into this project's environment, so the Keras-on-TensorFlow side of
 the parity measurement runs in a separate interpreter. This file is that side: it imports
@@ -23,12 +23,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
-# Run as a script, Python puts this file's folder (the cnn_torch package) first on sys.path,
-# where modules such as trace.py would shadow the standard library's: take it off again.
-_here = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+# Run as a script, Python puts this file's folder first on sys.path: it holds no module named
+# like one of the standard library's or TensorFlow's (the reason trace.py became first_batch_trace.py).
 
 
 def main(job_path: str, result_path: str) -> int:
