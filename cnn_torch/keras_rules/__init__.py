@@ -2,5 +2,5 @@
 (``augment``), L2 regularizer, ``EarlyStopping``/``ModelCheckpoint`` (``stopping``), the
 ``TensorBoard`` callback, Keras's layers (``layers``) and the sibling lesson's transfer model.
 
-Read one when a lesson episode uses it by its Keras name; the lesson's loop needs none of them.
+A learner reads one when an episode uses it by its Keras name; the lesson's loop needs none of them.
 """
