@@ -159,6 +159,7 @@ def test_histogram_buckets_by_hand():
     assert one_value.tolist() == [[0.25, 0.25, 0.0], [0.25, 0.25, 0.0], [0.25, 0.25, 4.0]]
     assert histogram_buckets(torch.zeros(0)).tolist() == [[0.0, 0.0, 0.0]] * 30
     assert histogram_buckets(torch.rand(7, 5)).dtype == torch.float64
+    assert histogram_buckets(torch.tensor([1.0, float("nan")]))[:, 2].sum() == 2  # a diverged run goes on
 
 
 @pytest.mark.parametrize(("name", "options"), [("cifar_model_small", {}), ("cifar_model", {}), ("model_dropout", {}),

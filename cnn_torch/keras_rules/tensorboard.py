@@ -90,6 +90,7 @@ def keras_weight_names(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """``[("conv2d/kernel", tensor), ("conv2d/bias", tensor), ("conv2d_1/kernel", ...), ...]``: every
     weight of ``model`` under the name Keras gives it (layers numbered per kind in model order, a
     DenseNet121's layers by their own names; a module Keras has no name for keeps its PyTorch name)."""
+    # torchvision's densenet121().features (the transfer model's base): Keras names each of its layers
     densenets = [name for name, module in model.named_modules() if hasattr(module, "denseblock1")]
     named, counts = [], {}
     for module_name, module in model.named_modules():
@@ -123,7 +124,8 @@ def histogram_buckets(weight: torch.Tensor, buckets: int = BUCKETS) -> torch.Ten
         edges = high.expand(buckets + 1)
     else:
         width = (high - low) / buckets
-        counts = torch.bincount(((values - low) / width).floor().long().clamp(max=buckets - 1), minlength=buckets)
+        index = ((values - low) / width).floor().long()  # the largest value would start bucket 31: the last
+        counts = torch.bincount(index.clamp(0, buckets - 1), minlength=buckets)  # (0: NaN weights, not a crash)
         edges = low + width * torch.arange(buckets + 1, dtype=torch.float64)
         edges[-1] = high  # exactly the largest value, whatever the rounding
     return torch.stack([edges[:-1], edges[1:], counts.double()], dim=1)
