@@ -9,29 +9,40 @@ and ``tensorboard --logdir LOG_DIR`` shows what Keras's would (keras/src/callbac
 
 - ``LOG_DIR/train``: ``epoch_loss``, ``epoch_accuracy`` and ``epoch_learning_rate`` at step =
   the epoch (0-based), and every ``histogram_freq`` epochs one histogram per weight, named as
-  Keras names them (``conv2d/kernel/histogram``, ``conv2d/bias/histogram``, ``dense_1/kernel/histogram``);
+  Keras names them (``conv2d/kernel/histogram``, ``batch_normalization/moving_mean/histogram``,
+  ``dense_1/bias/histogram``; the transfer model's base as ``keras.applications.DenseNet121``'s);
 - ``LOG_DIR/validation``: the ``val_`` numbers without their prefix (``epoch_loss``,
   ``epoch_accuracy``), and ``evaluation_loss_vs_iterations`` / ``evaluation_accuracy_vs_iterations``
   at step = the optimizer steps taken so far (Keras's ``optimizer.iterations``), counted by an
   optimizer step hook.
 
-Not written: Keras's model graph and per-batch scalars (``update_freq='batch'``), which need
-TensorFlow. The event files are flushed after every epoch, so TensorBoard can watch a run live.
+Written as TensorFlow 2's ``tf.summary`` writes them, so a script that reads Keras's logs reads
+these (``EventAccumulator.Tensors``): every number is a tensor summary that names the TensorBoard
+plugin that draws it; a scalar is a float32 tensor (plugin ``scalars``), a histogram a [30, 3]
+float64 tensor of (left edge, right edge, count) rows (plugin ``histograms``), bucketed as
+``tf.summary.histogram`` buckets.
+
+Not written: Keras's model graph (the ``keras`` tag) and per-batch scalars (``update_freq='batch'``),
+which need TensorFlow. The event files are flushed after every epoch, so TensorBoard can watch a run live.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from cnn_torch.errors import UserError
 
 INSTALL = "pip install tensorboard (or pip install -e '.[tensorboard]')"
+BUCKETS = 30  # tf.summary.histogram's default, which Keras's callback keeps
 
-# torch module -> Keras's layer name and its weights' names (parameters, then buffers), in Keras's order
+# torch module -> Keras's layer name and its weights' names (parameters, then buffers), in Keras's order.
+# Looked up along the module's classes, so KerasBatchNorm2d (an nn.BatchNorm2d) is a batch_normalization.
 KERAS_LAYERS: dict[type, tuple[str, dict[str, str]]] = {
     nn.Conv2d: ("conv2d", {"weight": "kernel", "bias": "bias"}),
     nn.Linear: ("dense", {"weight": "kernel", "bias": "bias"}),
@@ -42,32 +53,108 @@ KERAS_LAYERS.update({nn.BatchNorm1d: BATCH_NORM, nn.BatchNorm2d: BATCH_NORM})
 
 
 def summary_writer_class():
-    """``torch.utils.tensorboard.SummaryWriter``, or one line saying how to install TensorBoard."""
+    """``torch.utils.tensorboard.FileWriter`` (it writes Summary protobufs to an event file), or one
+    line saying how to install TensorBoard."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import FileWriter
     except ImportError:  # torch raises it when the tensorboard package is missing
         raise UserError(f"TensorBoard logging needs the tensorboard package: {INSTALL}") from None
-    return SummaryWriter
+    return FileWriter
+
+
+def keras_layer(module: nn.Module) -> tuple[str | None, dict[str, str]]:
+    """Keras's layer kind and weight names for ``module`` (its own class or the nearest parent in
+    ``KERAS_LAYERS``), or ``(None, {})`` for a module Keras has no name for."""
+    known = [cls for cls in type(module).__mro__ if cls in KERAS_LAYERS]
+    return KERAS_LAYERS[known[0]] if known else (None, {})
+
+
+def keras_densenet_name(path: str) -> str | None:
+    """The name ``keras.applications.DenseNet121`` gives the layer at ``path`` in torchvision's
+    ``densenet121().features`` (``denseblock1.denselayer2.conv1`` -> ``conv2_block2_1_conv``)."""
+    first = {"conv0": "conv1_conv", "norm0": "conv1_bn", "norm5": "bn"}
+    if path in first:
+        return first[path]
+    kind = {"norm": "bn", "conv": "conv"}
+    if match := re.fullmatch(r"denseblock(\d+)\.denselayer(\d+)\.(norm|conv)([12])", path):
+        block, layer, module, number = match.groups()
+        # torchvision's norm1, conv1, norm2, conv2 are Keras's _0_bn, _1_conv, _1_bn, _2_conv
+        position = int(number) - (module == "norm")
+        return f"conv{int(block) + 1}_block{layer}_{position}_{kind[module]}"
+    if match := re.fullmatch(r"transition(\d+)\.(norm|conv)", path):
+        return f"pool{int(match[1]) + 1}_{kind[match[2]]}"
+    return None
 
 
 def keras_weight_names(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """``[("conv2d/kernel", tensor), ("conv2d/bias", tensor), ("conv2d_1/kernel", ...), ...]``: every
-    weight of ``model`` under the name Keras gives it (layers numbered per kind in model order;
-    a module Keras has no name for keeps its PyTorch name)."""
+    weight of ``model`` under the name Keras gives it (layers numbered per kind in model order, a
+    DenseNet121's layers by their own names; a module Keras has no name for keeps its PyTorch name)."""
+    # torchvision's densenet121().features (the transfer model's base): Keras names each of its layers
+    densenets = [name for name, module in model.named_modules() if hasattr(module, "denseblock1")]
     named, counts = [], {}
     for module_name, module in model.named_modules():
         weights = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
         weights = [(name, tensor) for name, tensor in weights if tensor.is_floating_point()]
         if not weights:
             continue
-        kind, renames = KERAS_LAYERS.get(type(module), (None, {}))
+        kind, renames = keras_layer(module)
         if kind is None:
             named += [(f"{module_name}/{name}" if module_name else name, tensor) for name, tensor in weights]
             continue
-        layer = kind if kind not in counts else f"{kind}_{counts[kind]}"
-        counts[kind] = counts.get(kind, 0) + 1
+        paths = [module_name.removeprefix(f"{name}.") for name in densenets if module_name.startswith(f"{name}.")]
+        layer = keras_densenet_name(paths[0]) if paths else None
+        if layer is None:  # Keras: conv2d, conv2d_1, conv2d_2, ... in the order the layers were made
+            layer = kind if kind not in counts else f"{kind}_{counts[kind]}"
+            counts[kind] = counts.get(kind, 0) + 1
         named += [(f"{layer}/{renames.get(name, name)}", tensor) for name, tensor in weights]
     return named
+
+
+def histogram_buckets(weight: torch.Tensor, buckets: int = BUCKETS) -> torch.Tensor:
+    """``tf.summary.histogram``'s [buckets, 3] float64 table of (left edge, right edge, count) rows:
+    equal-width buckets from the smallest value to the largest, the largest counted in the last one."""
+    values = weight.detach().cpu().double().flatten()  # on the CPU: float64 is not on every device
+    if values.numel() == 0:
+        return torch.zeros(buckets, 3, dtype=torch.float64)
+    low, high = values.min(), values.max()
+    if low == high:  # one value: every edge is it, and the last bucket counts them all
+        counts = torch.zeros(buckets, dtype=torch.float64)
+        counts[-1] = values.numel()
+        edges = high.expand(buckets + 1)
+    else:
+        width = (high - low) / buckets
+        index = ((values - low) / width).floor().long()  # the largest value would start bucket 31: the last
+        counts = torch.bincount(index.clamp(0, buckets - 1), minlength=buckets)  # (0: NaN weights, not a crash)
+        edges = low + width * torch.arange(buckets + 1, dtype=torch.float64)
+        edges[-1] = high  # exactly the largest value, whatever the rounding
+    return torch.stack([edges[:-1], edges[1:], counts.double()], dim=1)
+
+
+def tensor_summary(tag: str, values: np.ndarray, plugin: str):
+    """A ``Summary`` protobuf as TensorFlow 2's ``tf.summary`` writes one: the tensor's bytes, and
+    the TensorBoard plugin that draws it (``scalars``, ``histograms``) in every record, as TF does."""
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.compat.proto.types_pb2 import DT_DOUBLE, DT_FLOAT
+
+    dtype = {np.dtype("float32"): DT_FLOAT, np.dtype("float64"): DT_DOUBLE}[values.dtype]
+    shape = TensorShapeProto(dim=[TensorShapeProto.Dim(size=size) for size in values.shape])
+    content = values.astype(values.dtype.newbyteorder("<")).tobytes()  # TensorFlow's byte order
+    tensor = TensorProto(dtype=dtype, tensor_shape=shape, tensor_content=content)
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=plugin))
+    return Summary(value=[Summary.Value(tag=tag, tensor=tensor, metadata=metadata)])
+
+
+def scalar_summary(tag: str, value: float):
+    """``tf.summary.scalar``: a float32 number for TensorBoard's Scalars page."""
+    return tensor_summary(tag, np.array(value, dtype=np.float32), "scalars")
+
+
+def histogram_summary(tag: str, weight: torch.Tensor):
+    """``tf.summary.histogram``: the weight's [30, 3] buckets for the Histograms and Distributions pages."""
+    return tensor_summary(tag, histogram_buckets(weight).numpy(), "histograms")
 
 
 class TensorBoard:
@@ -79,7 +166,7 @@ class TensorBoard:
 
     def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0, *, model: nn.Module,
                  optimizer: torch.optim.Optimizer | None = None, iterations: int = 0):  # fmt: skip
-        self.summary_writer = summary_writer_class()
+        self.file_writer = summary_writer_class()
         if histogram_freq < 0:
             raise UserError(f"histogram_freq must be 0 (no histograms) or more, got {histogram_freq}: try 1")
         self.log_dir, self.histogram_freq = Path(log_dir), histogram_freq
@@ -91,10 +178,11 @@ class TensorBoard:
     def count_step(self, optimizer, args, kwargs) -> None:
         self.iterations += 1
 
-    def writer(self, run: str):
-        if run not in self.writers:
-            self.writers[run] = self.summary_writer(log_dir=str(self.log_dir / run))
-        return self.writers[run]
+    def write(self, run: str, summary, step: int) -> None:
+        """One summary into the run's event file (``train/`` or ``validation/``), opened when first needed."""
+        if run not in self.writers:  # Keras's (TensorFlow 2's) event files end in .v2
+            self.writers[run] = self.file_writer(str(self.log_dir / run), filename_suffix=".v2")
+        self.writers[run].add_summary(summary, step)
 
     def __call__(self, epoch: int, logs: dict[str, float]) -> None:
         """Keras's ``on_test_end`` and ``on_epoch_end``: the epoch's numbers, then the weights."""
@@ -103,14 +191,14 @@ class TensorBoard:
         if self.optimizer is not None:
             train["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         for name, value in validation.items():
-            self.writer("validation").add_scalar(f"evaluation_{name}_vs_iterations", value, self.iterations)
+            self.write("validation", scalar_summary(f"evaluation_{name}_vs_iterations", value), self.iterations)
         for name, value in train.items():
-            self.writer("train").add_scalar(f"epoch_{name}", value, epoch)
+            self.write("train", scalar_summary(f"epoch_{name}", value), epoch)
         for name, value in validation.items():
-            self.writer("validation").add_scalar(f"epoch_{name}", value, epoch)
+            self.write("validation", scalar_summary(f"epoch_{name}", value), epoch)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
             for name, weight in keras_weight_names(self.model):
-                self.writer("train").add_histogram(f"{name}/histogram", weight.detach().float().cpu(), epoch)
+                self.write("train", histogram_summary(f"{name}/histogram", weight), epoch)
         for writer in self.writers.values():
             writer.flush()  # on disk now: TensorBoard can follow the run as it trains
 
