@@ -41,16 +41,15 @@ every epoch pays the full price. The README gives the measured times.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from cnn_torch.errors import UserError
 from cnn_torch.keras_rules.layers import KerasBatchNorm1d, LessonModel, augmentation_layers, check_args, keras_init
+from cnn_torch.platform.tf_resize import resize_with_pad
 
 RESIZE_TO = (160, 160)  # the lesson's: what DenseNet121 was set up for in the episode
 WEIGHTS = ("imagenet", None)
@@ -66,18 +65,7 @@ class ResizeWithPad(nn.Module):
         self.size = (int(size[0]), int(size[1]))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2:]
-        target_height, target_width = self.size
-        # TensorFlow's arithmetic: the larger of the two ratios decides, sizes round down
-        ratio = max(width / target_width, height / target_height)
-        resized_height, resized_width = math.floor(height / ratio), math.floor(width / ratio)
-        top = max(0, math.floor((target_height - height / ratio) / 2))
-        left = max(0, math.floor((target_width - width / ratio) / 2))
-        # bilinear without antialiasing, half-pixel centres: tf.image.resize's defaults
-        resized = TF.resize(images, [resized_height, resized_width], interpolation=TF.InterpolationMode.BILINEAR,
-                            antialias=False)
-        padding = [left, top, target_width - resized_width - left, target_height - resized_height - top]
-        return TF.pad(resized, padding, fill=0.0) if any(padding) else resized
+        return resize_with_pad(images, self.size)
 
     def extra_repr(self) -> str:
         return f"size={self.size}"

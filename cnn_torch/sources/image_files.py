@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 
 from cnn_torch.errors import UserError
+from cnn_torch.platform.device import as_float
+from cnn_torch.platform.tf_resize import resize_with_pad
 
 _JPEG_EXTENSIONS = (".jpeg", ".jpg")
 
@@ -50,7 +52,6 @@ def resize(
     in float32 with torchvision's v2 ``resize`` and rounded back to ``uint8``. Images already
     of that size come back unchanged.
     """
-    import numpy as np
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as tvf
 
@@ -64,26 +65,16 @@ def resize(
     # same numbers, about twice as fast on the CPU for a batch
     memory_format = torch.channels_last if images.ndim == 4 else torch.contiguous_format
     pixels = images.to(torch.float32, memory_format=memory_format)
-    padding = None
     if crop_to_aspect_ratio:  # keras.preprocessing.image.smart_resize: the largest centred box
         crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
         crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
         top, left = int(float(height - crop_height) / 2), int(float(width - crop_width) / 2)
         pixels = tvf.crop(pixels, top, left, crop_height, crop_width)
-        size = [target_height, target_width]
-    elif pad_to_aspect_ratio:  # tf.image.resize_with_pad: resize to fit, then pad the rest with 0
-        f32 = np.float32  # TensorFlow does this arithmetic in float32; float64 can floor differently
-        ratio = max(f32(width) / f32(target_width), f32(height) / f32(target_height))
-        fit_height, fit_width = f32(height) / ratio, f32(width) / ratio
-        size = [int(np.floor(fit_height)), int(np.floor(fit_width))]
-        top = max(0, int(np.floor((f32(target_height) - fit_height) / f32(2))))
-        left = max(0, int(np.floor((f32(target_width) - fit_width) / f32(2))))
-        padding = [left, top, target_width - size[1] - left, target_height - size[0] - top]
+    if pad_to_aspect_ratio:  # tf.image.resize_with_pad: resize to fit, then pad the rest with 0
+        pixels = resize_with_pad(pixels, (target_height, target_width))
     else:
-        size = [target_height, target_width]
-    pixels = tvf.resize(pixels, size, interpolation=InterpolationMode.BILINEAR, antialias=False)
-    if padding is not None:
-        pixels = tvf.pad(pixels, padding, fill=0.0)
+        pixels = tvf.resize(pixels, [target_height, target_width], interpolation=InterpolationMode.BILINEAR,
+                            antialias=False)  # fmt: skip
     return pixels.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -206,14 +197,17 @@ def load_images(
 def to_model_input(images: torch.Tensor, normalisation: dict) -> torch.Tensor:
     """``uint8`` images -> float32 model inputs, scaled as the checkpoint's training data was.
 
-    ``normalisation`` is a checkpoint's ``{"scale", "mean", "std"}``: pixels are multiplied
-    by ``scale`` (the lesson's ``/ 255.0``), then, if given, per-channel ``mean`` and
-    ``std`` are applied.
+    ``normalisation`` is a checkpoint's ``{"scale", "mean", "std"}``: pixels are scaled by
+    ``scale`` (the lesson's ``/ 255.0``, done by ``as_float`` as ``fit`` and ``evaluate`` do it),
+    then, if given, per-channel ``mean`` and ``std`` are applied.
     """
-    inputs = images.to(torch.float32) * float(normalisation.get("scale", 1 / 255.0))
+    inputs = as_float(images, layout=torch.contiguous_format)
+    scale = float(normalisation.get("scale", 1 / 255.0))
+    if scale != 1 / 255.0:  # not the lesson's scale: the [0, 1] values scaled to it
+        inputs = inputs * (scale * 255.0)
     mean, std = normalisation.get("mean"), normalisation.get("std")
     if mean is not None:
-        inputs -= torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+        inputs = inputs - torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
     if std is not None:
-        inputs /= torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+        inputs = inputs / torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
     return inputs
