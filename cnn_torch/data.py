@@ -1,16 +1,18 @@
 """The lesson's data, from whichever source a learner has: the one call to make.
 
-:func:`load_data` picks a source and returns a :class:`LessonData` (``lesson_data.py``):
+:func:`load_data` picks a source in ``cnn_torch/sources/`` and returns a :class:`LessonData`
+(``sources/lesson_data.py``):
 
-- ``"cifar10"`` (``cifar10.py``): ``keras.datasets.cifar10.load_data()``, through torchvision;
-- ``"folder"`` (``image_folder.py``): ``DIR/train``, ``DIR/val``, ``DIR/test``, each with a
+- ``"cifar10"`` (``sources/cifar10.py``): ``keras.datasets.cifar10.load_data()``, through torchvision;
+- ``"folder"`` (``sources/image_folder.py``): ``DIR/train``, ``DIR/val``, ``DIR/test``, each with a
   folder per class, read as ``keras.utils.image_dataset_from_directory`` reads them;
-- ``"shapes"`` (``shapes.py``): ten classes of shapes in cluttered, CIFAR-like scenes,
+- ``"shapes"`` (``sources/shapes.py``): ten classes of shapes in cluttered, CIFAR-like scenes,
   generated from a seed, so the lesson runs offline.
 
 Images stay ``uint8`` in NCHW layout in memory (CIFAR-10's 50,000 training images take 150
 MB as uint8 and 600 MB as float32); the training loop converts one batch at a time with
-:func:`to_float`, which is the lesson's ``/ 255.0``.
+``as_float`` (``platform/device.py``), which is the lesson's ``/ 255.0``; :func:`to_float`
+does the same to a whole set of images.
 """
 
 from __future__ import annotations

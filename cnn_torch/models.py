@@ -9,7 +9,8 @@ Differences from Keras, on purpose:
 
 * Images are channels-first, ``(C, H, W)``, as PyTorch expects.
 * Models return logits (no softmax); ``nn.CrossEntropyLoss`` applies the softmax.
-* Flatten sizes are computed from ``input_shape``, so other image sizes work.
+* The flatten size comes from one zero image of ``input_shape`` run through the conv part,
+  so other image sizes work (Keras infers it as it builds).
 
 ``init="keras"`` (the default) copies Keras's default initialisation:
 glorot-uniform weights and zero biases. ``init="torch"`` keeps PyTorch's own.
@@ -27,6 +28,9 @@ Two more cures for overfitting from the lesson's list, also off by default:
 * ``batch_norm=True`` puts a ``keras.layers.BatchNormalization()`` after every
   convolution's activation (``KerasBatchNorm2d``: Keras's defaults and its moving
   statistics; it adds parameters, so it is an architecture of its own).
+
+Keras's layers, its initialisation and the argument check every builder starts with are in
+``cnn_torch/keras_rules/layers.py``.
 * ``augment=["flip", "rotation=0.2", ...]`` puts Keras's augmentation layers first in the
   model, as Keras does (``cnn_torch/keras_rules/augment.py``); ``augment_seed`` seeds them.
 
@@ -38,7 +42,6 @@ The transfer-learning model of the sibling lesson is in ``cnn_torch/keras_rules/
 
 from __future__ import annotations
 
-import operator
 import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
@@ -47,135 +50,27 @@ import torch
 from torch import nn
 
 from cnn_torch.errors import UserError
-from cnn_torch.keras_rules.augment import augmentation, normalise_specs
+from cnn_torch.keras_rules.layers import (
+    ACTIVATIONS,
+    INITS,
+    KerasBatchNorm1d,
+    KerasBatchNorm2d,
+    LessonModel,
+    augmentation_layers,
+    check_args,
+    keras_init,
+)
 
-INITS = ("keras", "torch")
+# Keras's layers and the model base live in cnn_torch/keras_rules/layers.py; they are named here
+# too, where the lesson's models are: ``from cnn_torch.models import KerasBatchNorm2d, LessonModel``.
+__all__ = [
+    "ACTIVATIONS", "INITS", "MODELS", "PRETRAINED_MODELS", "KerasBatchNorm1d", "KerasBatchNorm2d", "LessonModel",
+    "build_model", "cifar_model", "cifar_model_small", "count_params", "model_dropout", "model_intro",
+    "model_names", "summary", "trainable_params",
+]  # fmt: skip
+
 # Models built on a pretrained network, in cnn_torch/keras_rules/transfer.py (imported only when asked for).
 PRETRAINED_MODELS = ("densenet121_transfer",)
-
-# Keras's activation names -> the PyTorch module. Keras's leaky_relu has negative_slope 0.2
-# (torch's default is 0.01); selu needs no arguments in either.
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "selu": nn.SELU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.2),
-}
-
-
-class _KerasBatchNorm:
-    """``keras.layers.BatchNormalization()``'s training step, shared by the 2-d and 1-d layers.
-
-    Keras's defaults are momentum 0.99 and epsilon 1e-3, and its momentum is the weight of
-    the OLD moving average: ``moving = moving * 0.99 + batch * 0.01``. PyTorch's momentum is
-    the weight of the new batch (default 0.1, epsilon 1e-5), so Keras's 0.99 is PyTorch's
-    0.01. One more difference PyTorch's own layer cannot be told about: PyTorch updates the
-    moving variance with the UNBIASED batch variance (divided by n - 1), Keras with the
-    biased one (divided by n), the one both use to normalise the batch. After a batch of 32
-    (a Dense layer's BatchNormalization) that is a factor 32/31 in every update, which
-    inference then sees; so the update is written out here, as Keras writes it.
-    """
-
-    def __init__(self, num_features: int, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
-        super().__init__(num_features, eps=epsilon, momentum=1.0 - momentum)  # PyTorch's meaning of momentum
-        self.keras_momentum = momentum
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:  # Keras: training=False normalises with the moving mean and variance
-            return super().forward(x)
-        # the batch's own mean and biased variance, per channel (every axis but axis 1)
-        dims = [d for d in range(x.ndim) if d != 1]
-        values = x.float()
-        mean, variance = values.mean(dims), values.var(dims, unbiased=False)
-        with torch.no_grad():  # Keras: moving = moving * momentum + batch * (1 - momentum)
-            m = self.keras_momentum
-            self.running_mean.copy_(self.running_mean * m + mean * (1.0 - m))
-            self.running_var.copy_(self.running_var * m + variance * (1.0 - m))
-            self.num_batches_tracked += 1
-        # normalise, scale, shift. Written out rather than torch's fused batch_norm, which on the
-        # CPU, for channels-last inputs (what fit hands the model there), loses 200 times more
-        # digits than these few operations (measured: 2e-4 against 8e-7 at outputs up to 8)
-        shape = [1, -1] + [1] * (x.ndim - 2)
-        scale = torch.rsqrt(variance.view(shape) + self.eps) * self.weight.view(shape)
-        return ((values - mean.view(shape)) * scale + self.bias.view(shape)).to(x.dtype)
-
-
-class KerasBatchNorm2d(_KerasBatchNorm, nn.BatchNorm2d):
-    """``keras.layers.BatchNormalization()`` after a ``Conv2D``: one mean and variance per channel."""
-
-
-class KerasBatchNorm1d(_KerasBatchNorm, nn.BatchNorm1d):
-    """``keras.layers.BatchNormalization()`` after ``Flatten`` or ``Dense``: one per feature."""
-
-
-class LessonModel(nn.Sequential):
-    """An ``nn.Sequential`` that remembers how it was built.
-
-    ``build_model(model.model_name, **model.model_kwargs)`` rebuilds the same
-    architecture, e.g. before loading a checkpoint's weights.
-    """
-
-    def __init__(self, name: str, kwargs: dict, layers: Sequence[nn.Module]) -> None:
-        super().__init__(*layers)
-        self.model_name = name
-        self.model_kwargs = kwargs
-        self.input_shape = tuple(kwargs["input_shape"])
-
-
-def _check_args(
-    name: str,
-    num_classes: int,
-    input_shape: Sequence[int],
-    init: str,
-    dropout: float = 0.0,
-    activation: str = "relu",
-    default_dropout: float = 0.0,
-    batch_norm: bool = False,
-    augment: Sequence[str] | None = None,
-    augment_seed: int | None = None,
-) -> dict:
-    """Validate the constructor arguments and return them as ``model_kwargs`` (``dropout``,
-    ``activation``, ``batch_norm`` and ``augment`` only when they differ from the defaults)."""
-    if activation not in ACTIVATIONS:
-        raise UserError(f"unknown activation {activation!r} for {name}: choose one of {', '.join(ACTIVATIONS)}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise UserError(f"dropout {dropout!r} for {name} is not a rate in [0, 1): try 0.5")
-    if init not in INITS:
-        raise UserError(f"unknown init {init!r}: use 'keras' or 'torch'")
-    try:
-        shape = [operator.index(n) for n in input_shape]
-    except TypeError:
-        shape = []
-    if len(shape) != 3 or min(shape) < 1:
-        raise UserError(
-            f"input_shape {input_shape!r} for {name} is not (channels, height, width): "
-            "give three positive integers, e.g. (3, 32, 32)"
-        )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise UserError(f"num_classes {num_classes!r} for {name} is invalid: give an integer >= 1")
-    kwargs = {"num_classes": num_classes, "input_shape": shape, "init": init}
-    if dropout != default_dropout:
-        kwargs["dropout"] = float(dropout)
-    if activation != "relu":
-        kwargs["activation"] = activation
-    if not isinstance(batch_norm, bool):
-        raise UserError(f"batch_norm {batch_norm!r} for {name} is not True or False")
-    if batch_norm:
-        kwargs["batch_norm"] = True
-    specs = normalise_specs(augment)
-    if specs:
-        if augment_seed is None:  # drawn now and recorded, so a rebuilt model draws the same amounts
-            augment_seed = int(torch.randint(2**31 - 1, ()))
-        if isinstance(augment_seed, bool) or not isinstance(augment_seed, int):
-            raise UserError(f"augment_seed {augment_seed!r} for {name} is not an integer: pass e.g. 1")
-        kwargs["augment"], kwargs["augment_seed"] = specs, augment_seed
-    return kwargs
-
-
-def _augmentation_layers(kwargs: dict) -> list[nn.Module]:
-    """Keras's ``data_augmentation`` block first in the model, when asked for (``augment``)."""
-    return [augmentation(kwargs["augment"], kwargs["augment_seed"])] if "augment" in kwargs else []
 
 
 def _batch_norm_layers(channels: int, kwargs: dict) -> list[nn.Module]:
@@ -188,51 +83,36 @@ def _dropout_layers(rate: float) -> list[nn.Module]:
     return [nn.Dropout(rate)] if rate > 0 else []
 
 
-def _out_size(layer: nn.Module, size: int, dim: int) -> int:
-    """Height (dim 0) or width (dim 1) after ``layer``; PyTorch's own formula."""
-    if not isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
-        return size
-
-    def pair(value: int | tuple[int, int]) -> int:
-        return value[dim] if isinstance(value, tuple) else value
-
-    kernel, stride = pair(layer.kernel_size), pair(layer.stride)
-    padding, dilation = pair(layer.padding), pair(layer.dilation)
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def _fits(layers: Sequence[nn.Module], size: int, dim: int) -> bool:
-    """Whether every layer gets a positive size along ``dim`` from ``size`` pixels."""
-    for layer in layers:
-        size = _out_size(layer, size, dim)
-        if size <= 0:
-            return False
-    return True
-
-
 def _flat_size(name: str, features: Sequence[nn.Module], input_shape: Sequence[int]) -> int:
-    """Number of values that ``nn.Flatten`` sees after ``features``; UserError if too small."""
-    _, height, width = input_shape
-    if not (_fits(features, height, 0) and _fits(features, width, 1)):
-        min_h = next(n for n in range(1, 4096) if _fits(features, n, 0))
-        min_w = next(n for n in range(1, 4096) if _fits(features, n, 1))
+    """Number of values that ``nn.Flatten`` sees after ``features``: one zero image through them.
+
+    Images too small for the convolutions and poolings raise a UserError that gives the
+    smallest size that fits, found by trying sizes with the same dry run.
+    """
+    channels, height, width = input_shape
+    probe = nn.Sequential(*features)
+
+    def values_out(height: int, width: int) -> int:
+        """What one ``height`` x ``width`` image becomes; 0 when a layer gets no pixels left."""
+        probe.eval()  # inference mode: augmentation and dropout do nothing, BatchNorm's statistics stay put
+        try:
+            with torch.no_grad():
+                return probe(torch.zeros(1, channels, height, width)).numel()
+        except RuntimeError:  # torch: "Kernel size can't be greater than actual input size", "Output size is too small"
+            return 0
+        finally:
+            probe.train()
+
+    flat = values_out(height, width)
+    if flat == 0:
+        side = next(n for n in range(1, 4097) if values_out(n, n))  # a square that fits, then each side alone
+        min_height = next(n for n in range(1, side + 1) if values_out(n, side))
+        min_width = next(n for n in range(1, side + 1) if values_out(side, n))
         raise UserError(
             f"input_shape {tuple(input_shape)} is too small for {name}: "
-            f"images must be at least {min_h}x{min_w} pixels (height x width)"
+            f"images must be at least {min_height}x{min_width} pixels (height x width)"
         )
-    for layer in features:
-        height, width = _out_size(layer, height, 0), _out_size(layer, width, 1)
-    channels = [m.out_channels for m in features if isinstance(m, nn.Conv2d)][-1]
-    return channels * height * width
-
-
-def _keras_init(model: nn.Module) -> None:
-    """Keras defaults: glorot_uniform kernels, zero biases."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+    return flat
 
 
 def _assemble(
@@ -241,11 +121,11 @@ def _assemble(
     features: list[nn.Module],
     head: Callable[[int], list[nn.Module]],
 ) -> LessonModel:
-    """Join the conv part and the dense head (built for the computed flatten size)."""
+    """Join the conv part and the dense head (built for the flatten size a dry run gives)."""
     flat = _flat_size(name, features, kwargs["input_shape"])
     model = LessonModel(name, kwargs, features + head(flat))
     if kwargs["init"] == "keras":
-        _keras_init(model)
+        keras_init(model)
     return model
 
 
@@ -260,12 +140,11 @@ def cifar_model_small(
     augment_seed: int | None = None,
 ) -> LessonModel:
     """Two conv blocks and a 50-unit dense layer: 114,510 parameters on 3x32x32."""
-    kwargs = _check_args("cifar_model_small", num_classes, input_shape, init, dropout, activation,
-                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
+    kwargs = check_args(cifar_model_small, locals())  # UserError for a bad argument; kept as model_kwargs
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
-        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
+        *augmentation_layers(kwargs),      # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
         *_batch_norm_layers(50, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
@@ -299,12 +178,11 @@ def cifar_model(
     augment_seed: int | None = None,
 ) -> LessonModel:
     """The small model plus a third conv layer: 87,060 parameters on 3x32x32."""
-    kwargs = _check_args("cifar_model", num_classes, input_shape, init, dropout, activation,
-                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
+    kwargs = check_args(cifar_model, locals())  # UserError for a bad argument; kept as model_kwargs
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
-        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
+        *augmentation_layers(kwargs),      # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 50, 3),        # keras.layers.Conv2D(50, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
         *_batch_norm_layers(50, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
@@ -341,12 +219,11 @@ def model_intro(
     augment_seed: int | None = None,
 ) -> LessonModel:
     """The lesson's first model, one conv layer: 18,453 parameters on 3x32x32, 5 classes."""
-    kwargs = _check_args("model_intro", num_classes, input_shape, init, dropout, activation,
-                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
+    kwargs = check_args(model_intro, locals())  # UserError for a bad argument; kept as model_kwargs
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
-        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
+        *augmentation_layers(kwargs),      # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
         *_batch_norm_layers(16, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm
@@ -376,12 +253,11 @@ def model_dropout(
     augment_seed: int | None = None,
 ) -> LessonModel:
     """Three conv layers and dropout before the head: 33,834 parameters on 3x32x32."""
-    kwargs = _check_args("model_dropout", num_classes, input_shape, init, dropout, activation, default_dropout=0.5,
-                         batch_norm=batch_norm, augment=augment, augment_seed=augment_seed)
+    kwargs = check_args(model_dropout, locals())  # UserError for a bad argument; kept as model_kwargs
     channels = kwargs["input_shape"][0]
     act = ACTIVATIONS[activation]
     features = [
-        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
+        *augmentation_layers(kwargs),      # keras.Sequential([RandomFlip(...), ...]), only with augment
         nn.Conv2d(channels, 16, 3),        # keras.layers.Conv2D(16, (3, 3), activation='relu')
         act(),                             #   ... its activation='relu'
         *_batch_norm_layers(16, kwargs),   # keras.layers.BatchNormalization(), only with batch_norm

@@ -3,27 +3,26 @@
 The lesson does ``history_df = pd.DataFrame.from_dict(history.history)`` and then
 ``sns.lineplot(data=history_df[['accuracy', 'val_accuracy']])``; we do the same, with
 epochs counted from 1 on the x axis and labelled axes. Files are written atomically.
+
+The backend is matplotlib's own choice: a window where there is a screen (``plt.show()`` in a
+terminal IPython), Agg where there is none (CI, clusters, SSH), the inline one in Jupyter.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
 
-if "ipykernel" not in sys.modules:  # in Jupyter, keep its inline backend so figures show in the notebook
-    matplotlib.use("Agg")  # files only: works without a screen (CI, clusters, SSH)
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from cnn_torch.history import History  # noqa: E402
-from cnn_torch.platform.fileio import atomic_write  # noqa: E402
+from cnn_torch.history import History
+from cnn_torch.machinery.terminal import in_jupyter
+from cnn_torch.platform.fileio import atomic_write
 
 TRAIN_NOTE = "train: running mean over the epoch while the weights change (dropout on, if any); val: after the epoch"
 
@@ -152,15 +151,6 @@ def plot_comparison(histories: Mapping[str, History], path: str | os.PathLike, t
 # as it happens. Anywhere else (a terminal, a script, CI) it draws nothing, so the same
 # notebook code runs as a script. It uses ``fit``'s one hook, ``on_epoch_end(epoch, logs)``:
 # nothing in the loop.
-
-def in_jupyter() -> bool:
-    """True inside a Jupyter kernel (where IPython can display a figure under the cell)."""
-    shell = sys.modules.get("IPython")
-    if shell is None or "ipykernel" not in sys.modules:
-        return False
-    ipython = shell.get_ipython()
-    return ipython is not None and type(ipython).__name__ == "ZMQInteractiveShell"
-
 
 class LivePlot:
     """``on_epoch_end`` for ``fit``: keeps the epochs' logs and redraws the two plots.

@@ -41,22 +41,15 @@ every epoch pays the full price. The README gives the measured times.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 from cnn_torch.errors import UserError
-from cnn_torch.models import (
-    KerasBatchNorm1d,
-    LessonModel,
-    _augmentation_layers,
-    _check_args,
-    _keras_init,
-)
+from cnn_torch.keras_rules.layers import KerasBatchNorm1d, LessonModel, augmentation_layers, check_args, keras_init
+from cnn_torch.platform.tf_resize import resize_with_pad
 
 RESIZE_TO = (160, 160)  # the lesson's: what DenseNet121 was set up for in the episode
 WEIGHTS = ("imagenet", None)
@@ -72,18 +65,7 @@ class ResizeWithPad(nn.Module):
         self.size = (int(size[0]), int(size[1]))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2:]
-        target_height, target_width = self.size
-        # TensorFlow's arithmetic: the larger of the two ratios decides, sizes round down
-        ratio = max(width / target_width, height / target_height)
-        resized_height, resized_width = math.floor(height / ratio), math.floor(width / ratio)
-        top = max(0, math.floor((target_height - height / ratio) / 2))
-        left = max(0, math.floor((target_width - width / ratio) / 2))
-        # bilinear without antialiasing, half-pixel centres: tf.image.resize's defaults
-        resized = TF.resize(images, [resized_height, resized_width], interpolation=TF.InterpolationMode.BILINEAR,
-                            antialias=False)
-        padding = [left, top, target_width - resized_width - left, target_height - resized_height - top]
-        return TF.pad(resized, padding, fill=0.0) if any(padding) else resized
+        return resize_with_pad(images, self.size)
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
@@ -174,15 +156,14 @@ def densenet121_transfer(
     own shape; they are resized to 160x160 inside the model."""
     if weights not in WEIGHTS:
         raise UserError(f"weights {weights!r} is unknown: use 'imagenet' (the lesson's) or None (a random base)")
-    kwargs = _check_args("densenet121_transfer", num_classes, input_shape, init,
-                         augment=augment, augment_seed=augment_seed)
+    kwargs = check_args(densenet121_transfer, locals())
     if kwargs["input_shape"][0] != 3:
         raise UserError(f"densenet121_transfer takes colour images (3 channels), got {kwargs['input_shape'][0]}:"
                         " convert them to RGB first")
     kwargs["weights"] = weights
     base = DenseNet121Base(weights, reuse_features="augment" not in kwargs)
     layers = [
-        *_augmentation_layers(kwargs),     # keras.Sequential([RandomFlip(...), ...]), only with augment
+        *augmentation_layers(kwargs),      # keras.Sequential([RandomFlip(...), ...]), only with augment
         base,                              # resize_with_pad to 160x160, DenseNet121(include_top=False, pooling='max')
         nn.Flatten(),                      # keras.layers.Flatten()
         KerasBatchNorm1d(1024),            # keras.layers.BatchNormalization()
@@ -193,7 +174,7 @@ def densenet121_transfer(
     ]
     model = TransferModel("densenet121_transfer", kwargs, layers)
     if init == "keras":  # Keras's glorot-uniform for the layers it creates: the head, and a base without weights
-        _keras_init(model if weights is None else nn.Sequential(*layers[-5:]))
+        keras_init(model if weights is None else nn.Sequential(*layers[-5:]))
     base.requires_grad_(False)  # base_model.trainable = False
     return model.train()
 

@@ -19,19 +19,28 @@ Keras prints ``Epoch 1/10`` as an epoch starts (not when ``epochs=1``), then, by
 ours: the running bar shrinks (then drops its bar, its time per step, its ETA) so that it
 fits the terminal and the running loss stays in view, and the end-of-epoch line at
 verbose=1 wraps between numbers instead of being cut mid-number at 80 columns.
-``"auto"`` picks 1 on a terminal and 2 otherwise (Keras picks 1), so logs, files and
-notebooks get one line per epoch, not every redraw of a bar. Everything goes to stdout,
-where Keras prints it (notebooks paint stderr as errors).
+
+In Jupyter, where Keras redraws its bar under the cell, verbose=1 draws tqdm's live bar
+(``tqdm.auto`` picks its notebook widget there; ipywidgets draws it) with Keras's running
+numbers beside it; as the epoch ends the bar goes and Keras's end-of-epoch line stays, on one
+line, so a saved notebook holds two lines per epoch and no redraws. Without ipywidgets there
+is no live bar in a notebook.
+
+``"auto"`` picks 1 on a terminal and in a notebook with the live bar, and 2 elsewhere (Keras
+picks 1), so logs and files get one line per epoch, not every redraw of a bar. Everything goes
+to stdout, where Keras prints it (notebooks paint stderr as errors).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import sys
 import time
 
 from cnn_torch.errors import UserError
+from cnn_torch.machinery.terminal import in_jupyter
 
 BAR_WIDTH = 20  # Keras's
 MIN_BAR_WIDTH = 5  # narrower than this, the bar goes and the numbers keep their room
@@ -41,10 +50,25 @@ BOLD, GREEN, WHITE, RESET = "\x1b[1m", "\x1b[32m", "\x1b[37m", "\x1b[0m"
 ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def widgets_installed() -> bool:
+    """Whether ipywidgets, which draws tqdm's notebook bar, can be imported."""
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def notebook_bar():
+    """tqdm's live bar class in a Jupyter notebook that can draw it, else None (the text bar's places)."""
+    if not (in_jupyter() and widgets_installed()):
+        return None
+    from tqdm.auto import tqdm  # in Jupyter: tqdm.notebook's widget
+
+    return tqdm
+
+
 def resolve_verbose(verbose: int | str) -> int:
-    """The level to print at: 0, 1 or 2 as given; ``"auto"``, 1 on a terminal and 2 elsewhere."""
+    """The level to print at: 0, 1 or 2 as given; ``"auto"``, 1 on a terminal and in a notebook
+    with the live bar, 2 elsewhere."""
     if verbose == "auto":
-        return 1 if sys.stdout.isatty() else 2
+        return 1 if sys.stdout.isatty() or notebook_bar() is not None else 2
     if verbose not in (0, 1, 2):
         raise UserError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}: try verbose='auto'")
     return int(verbose)
@@ -113,6 +137,9 @@ class EpochProgress:
         self.count_digits = len(str(steps))
         if verbose and epochs > 1:  # Keras leaves the header out when there is one epoch
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        live_bar = notebook_bar() if verbose == 1 else None
+        # Jupyter: tqdm's widget, gone at the epoch's end, where Keras's last line takes its place
+        self.live = live_bar(total=steps, unit="step", leave=False) if live_bar is not None else None
 
     def seconds_per_step(self, step: int, now: float) -> float:
         """Keras's estimate: the first step (warm-up, compilation) is left out once there are more."""
@@ -127,6 +154,10 @@ class EpochProgress:
             return
         now = time.time()
         per_step = self.seconds_per_step(step, now)
+        if self.live is not None:  # tqdm redraws when it is time to
+            self.live.set_postfix_str(" - ".join(format_logs(logs)), refresh=False)
+            self.live.update(step - self.live.n)
+            return
         if now - self.last_drawn < REDRAW_INTERVAL:
             return
         self.last_drawn = now
@@ -166,6 +197,11 @@ class EpochProgress:
 
     def close(self, logs: dict[str, float] | None) -> None:
         now = time.time()
+        if self.live is not None:
+            if logs is not None:
+                self.live.update(self.steps - self.live.n)  # full: tqdm would mark a short bar as failed
+            self.live.leave = logs is None  # interrupted: the bar stays where it stood
+            self.live.close()
         if self.verbose == 1 and logs is None:  # interrupted: the bar stays where it stood, the next line below it
             if self.drawn_width:
                 print(flush=True)
@@ -179,4 +215,7 @@ class EpochProgress:
             return
         count = f"{BOLD}{self.count(self.steps)}{RESET}"
         head = f"{count} {self.bar(self.steps, BAR_WIDTH)} {BOLD}{elapsed}{RESET} {per_step}"
+        if self.live is not None:  # under the notebook's bar: Keras's line, whole, as Keras prints it there
+            print(" - ".join([head, *format_logs(logs)]), flush=True)
+            return
         self.draw(wrap_parts([head, *format_logs(logs)], terminal_width()), end="\n")

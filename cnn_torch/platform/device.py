@@ -44,15 +44,18 @@ def unavailable(kind: str) -> str | None:
     return None
 
 
-def as_float(images: torch.Tensor) -> torch.Tensor:
+def as_float(images: torch.Tensor, layout: torch.memory_format | None = None) -> torch.Tensor:
     """uint8 pixels -> float32 in [0, 1] (the lesson's ``/ 255.0``); float images keep their values.
 
-    On the CPU a batch (N, C, H, W) comes back channels-last in memory: same shape, same values,
-    only the order of the numbers in memory differs.
+    The one place the division is written: ``fit``, ``evaluate`` and ``predict`` call it per
+    batch, ``to_float`` and ``to_model_input`` for whole sets. On the CPU a batch (N, C, H, W)
+    comes back channels-last in memory (same shape, same values, only the order of the numbers
+    in memory differs) unless ``layout`` names another memory format.
     """
     # channels-last on the CPU: oneDNN's convolutions and max-pooling are faster on it (measured:
     # training +20%, validation 2x); not measured on GPUs, so they keep the layout they get
-    layout = torch.channels_last if images.ndim == 4 and images.device.type == "cpu" else torch.preserve_format
+    if layout is None:
+        layout = torch.channels_last if images.ndim == 4 and images.device.type == "cpu" else torch.preserve_format
     if images.dtype == torch.uint8:
         return images.to(torch.float32, memory_format=layout).div_(255.0)
     return images.to(memory_format=layout)

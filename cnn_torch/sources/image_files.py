@@ -1,10 +1,9 @@
 """Image files into ``uint8`` tensors, decoded and resized the way Keras's
 ``image_dataset_from_directory(image_size=...)`` does it.
 
-Decoding: JPEGs through torchvision's libjpeg (many in one call), PNG/GIF through
-torchvision, anything else (BMP, ...) through PIL. Every image becomes RGB: grayscale is
-repeated over three channels and an alpha channel is dropped, not blended, as
-``tf.image.decode_image(channels=3)`` does; an animated GIF gives its first frame.
+Decoding: PIL, for every format (JPEG through libjpeg-turbo, PNG, GIF, BMP, ...). Every image
+becomes RGB: grayscale is repeated over three channels and an alpha channel is dropped, not
+blended, as ``tf.image.decode_image(channels=3)`` does; an animated GIF gives its first frame.
 
 Resizing (:func:`resize`): Keras resizes every image to ``image_size`` with bilinear
 interpolation and no antialiasing (``tf.image.resize``), stretching it unless asked to
@@ -21,16 +20,16 @@ PIL's nearest neighbour instead, which shows the model a blockier image than it 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from cnn_torch.errors import UserError
+from cnn_torch.platform.device import as_float
+from cnn_torch.platform.tf_resize import resize_with_pad
 
 _JPEG_EXTENSIONS = (".jpeg", ".jpg")
 
@@ -50,7 +49,6 @@ def resize(
     in float32 with torchvision's v2 ``resize`` and rounded back to ``uint8``. Images already
     of that size come back unchanged.
     """
-    import numpy as np
     from torchvision.transforms.v2 import InterpolationMode
     from torchvision.transforms.v2 import functional as tvf
 
@@ -64,26 +62,16 @@ def resize(
     # same numbers, about twice as fast on the CPU for a batch
     memory_format = torch.channels_last if images.ndim == 4 else torch.contiguous_format
     pixels = images.to(torch.float32, memory_format=memory_format)
-    padding = None
     if crop_to_aspect_ratio:  # keras.preprocessing.image.smart_resize: the largest centred box
         crop_height = max(min(height, int(float(width * target_height) / target_width)), 1)
         crop_width = max(min(width, int(float(height * target_width) / target_height)), 1)
         top, left = int(float(height - crop_height) / 2), int(float(width - crop_width) / 2)
         pixels = tvf.crop(pixels, top, left, crop_height, crop_width)
-        size = [target_height, target_width]
-    elif pad_to_aspect_ratio:  # tf.image.resize_with_pad: resize to fit, then pad the rest with 0
-        f32 = np.float32  # TensorFlow does this arithmetic in float32; float64 can floor differently
-        ratio = max(f32(width) / f32(target_width), f32(height) / f32(target_height))
-        fit_height, fit_width = f32(height) / ratio, f32(width) / ratio
-        size = [int(np.floor(fit_height)), int(np.floor(fit_width))]
-        top = max(0, int(np.floor((f32(target_height) - fit_height) / f32(2))))
-        left = max(0, int(np.floor((f32(target_width) - fit_width) / f32(2))))
-        padding = [left, top, target_width - size[1] - left, target_height - size[0] - top]
+    if pad_to_aspect_ratio:  # tf.image.resize_with_pad: resize to fit, then pad the rest with 0
+        pixels = resize_with_pad(pixels, (target_height, target_width))
     else:
-        size = [target_height, target_width]
-    pixels = tvf.resize(pixels, size, interpolation=InterpolationMode.BILINEAR, antialias=False)
-    if padding is not None:
-        pixels = tvf.pad(pixels, padding, fill=0.0)
+        pixels = tvf.resize(pixels, [target_height, target_width], interpolation=InterpolationMode.BILINEAR,
+                            antialias=False)  # fmt: skip
     return pixels.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -92,62 +80,38 @@ def resize(
 
 def decode_files(paths: Sequence[str]) -> list[torch.Tensor]:
     """Decode image files into ``uint8`` RGB tensors (3, H, W), each at its own size."""
-    data = [read_bytes(path) for path in paths]
-    images: list[torch.Tensor | None] = [None] * len(paths)
-    jpegs = [i for i, path in enumerate(paths) if path.lower().endswith(_JPEG_EXTENSIONS)]
-    if jpegs:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        # One call for the whole list: the same libjpeg decoder, without torchvision's
-        # per-call overhead (about 2x faster for 32x32 images).
-        try:
-            with quiet_torchvision():
-                decoded = decode_jpeg([data[i] for i in jpegs], mode=ImageReadMode.RGB)
-            for i, image in zip(jpegs, decoded, strict=True):
-                images[i] = image
-        except Exception:  # a bad file (or a PNG named .jpg) fails the list: go one by one
-            pass
-    return [
-        image if image is not None else decode_one(path, raw)
-        for path, raw, image in zip(paths, data, images, strict=True)
-    ]
+    return [decode_image(path, read_bytes(path), "RGB") for path in paths]
 
 
-def read_bytes(path: str) -> torch.Tensor:
+def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            raw = bytearray(f.read())  # bytearray: torch.frombuffer wants a writable buffer
+            return f.read()
     except OSError as error:
         raise UserError(
             f"cannot read image {path} ({error.strerror or error}): check the file name and its permissions"
         ) from None
-    return torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
 
 
-def decode_one(path: str, raw: torch.Tensor) -> torch.Tensor:
-    """One image as (3, H, W) uint8: torchvision first, then PIL (BMP and anything else)."""
-    from torchvision.io import ImageReadMode, decode_image
+def decode_image(path: str, raw: bytes, mode: str) -> torch.Tensor:
+    """One image file's bytes as a ``uint8`` tensor (C, H, W): ``mode`` "RGB" (C = 3) or "L" (C = 1).
 
-    try:
-        with quiet_torchvision():
-            image = decode_image(raw, mode=ImageReadMode.RGB)
-        if image.ndim == 4:  # an animated GIF: keep the first frame, as Keras does
-            image = image[0]
-        if image.dtype == torch.uint16:  # a 16-bit PNG: keep the high byte, as tf.image does
-            image = (image.to(torch.int32) >> 8).to(torch.uint8)
-        if image.ndim == 3 and image.shape[0] == 3 and image.dtype == torch.uint8:
-            return image
-    except Exception:  # not a format torchvision reads, or a corrupt file: PIL decides
-        pass
-    return _decode_with_pil(path, raw, "RGB")
-
-
-def _decode_with_pil(path: str, raw: torch.Tensor, mode: str) -> torch.Tensor:
+    PIL decodes it (JPEG with libjpeg-turbo, as torchvision's deprecated decoders did: the same
+    pixels). PIL's own conversion to RGB drops an alpha channel and repeats grey, as
+    ``tf.image.decode_image(channels=3)`` does; 16-bit greys it would clip at 255, so those keep
+    their high byte first, as TensorFlow scales 16 bits to 8; a palette with transparency goes
+    through RGBA, as PIL asks (it warns otherwise), to the same colours.
+    """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(raw.numpy().tobytes())) as pil_image:
+        with Image.open(io.BytesIO(raw)) as pil_image:  # an animated GIF opens at its first frame
+            if pil_image.mode == "I" or pil_image.mode.startswith("I;16"):
+                grey = np.asarray(pil_image, dtype=np.int64) >> 8  # 16-bit grey: its high byte
+                pil_image = Image.fromarray(grey.clip(0, 255).astype(np.uint8))
+            if pil_image.mode == "P" and "transparency" in pil_image.info:
+                pil_image = pil_image.convert("RGBA")  # PIL's advice for a palette with alpha; RGB then drops it
             array = np.asarray(pil_image.convert(mode))
     except Exception as error:
         reason = " ".join(str(error).split())[:80] or type(error).__name__
@@ -158,16 +122,6 @@ def _decode_with_pil(path: str, raw: torch.Tensor, mode: str) -> torch.Tensor:
         ) from None
     tensor = torch.from_numpy(array.copy())
     return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # HWC -> CHW
-
-
-@contextlib.contextmanager
-def quiet_torchvision():
-    # torchvision 0.29 warns on every decode call that its decoders move to TorchCodec; the
-    # learner cannot act on that, so it is not shown.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        yield
 
 
 # --------------------------------------------------------------------------- a learner's own images
@@ -189,8 +143,7 @@ def load_image(
     if channels not in (1, 3):
         raise UserError(f"models with {channels} input channels cannot read image files: use 3 (RGB) or 1 (grayscale)")
     path_text = str(Path(path))
-    raw = read_bytes(path_text)
-    image = decode_files([path_text])[0] if channels == 3 else _decode_with_pil(path_text, raw, "L")
+    image = decode_image(path_text, read_bytes(path_text), "RGB" if channels == 3 else "L")
     return resize(image, image_size, crop_to_aspect_ratio, pad_to_aspect_ratio).contiguous()
 
 
@@ -206,14 +159,17 @@ def load_images(
 def to_model_input(images: torch.Tensor, normalisation: dict) -> torch.Tensor:
     """``uint8`` images -> float32 model inputs, scaled as the checkpoint's training data was.
 
-    ``normalisation`` is a checkpoint's ``{"scale", "mean", "std"}``: pixels are multiplied
-    by ``scale`` (the lesson's ``/ 255.0``), then, if given, per-channel ``mean`` and
-    ``std`` are applied.
+    ``normalisation`` is a checkpoint's ``{"scale", "mean", "std"}``: pixels are scaled by
+    ``scale`` (the lesson's ``/ 255.0``, done by ``as_float`` as ``fit`` and ``evaluate`` do it),
+    then, if given, per-channel ``mean`` and ``std`` are applied.
     """
-    inputs = images.to(torch.float32) * float(normalisation.get("scale", 1 / 255.0))
+    inputs = as_float(images, layout=torch.contiguous_format)
+    scale = float(normalisation.get("scale", 1 / 255.0))
+    if scale != 1 / 255.0:  # not the lesson's scale: the [0, 1] values scaled to it
+        inputs = inputs * (scale * 255.0)
     mean, std = normalisation.get("mean"), normalisation.get("std")
     if mean is not None:
-        inputs -= torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+        inputs = inputs - torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
     if std is not None:
-        inputs /= torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+        inputs = inputs / torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
     return inputs

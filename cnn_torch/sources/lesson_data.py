@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from cnn_torch.errors import UserError
+from cnn_torch.platform.device import as_float
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,11 @@ class LessonData:
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float32 in [0, 1]: the lesson's ``train_images / 255.0``."""
+    """uint8 images -> float32 in [0, 1]: the lesson's ``train_images / 255.0``, as ``fit`` does it
+    per batch (``as_float``), in PyTorch's usual memory layout."""
     if images.dtype != torch.uint8:
         raise TypeError(f"to_float expects uint8 images, got {images.dtype}")
-    return images.to(torch.float32).div_(255.0)
+    return as_float(images, layout=torch.contiguous_format)
 
 
 # --------------------------------------------------------------------------- class subsets

@@ -1,0 +1,159 @@
+"""What Keras's layers do that PyTorch's do not, and what every lesson model shares.
+
+- ``KerasBatchNorm2d`` / ``KerasBatchNorm1d``: ``keras.layers.BatchNormalization()``, with
+  Keras's defaults and Keras's update of the moving statistics.
+- ``keras_init``: Keras's default initialisation, glorot-uniform kernels and zero biases.
+- ``ACTIVATIONS``: Keras's activation names as PyTorch modules.
+- ``LessonModel`` and ``check_args``: the ``nn.Sequential`` that remembers how it was built,
+  and the one check of the arguments every model builder takes (``models.py`` and
+  ``transfer.py`` build with them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from cnn_torch.errors import UserError
+from cnn_torch.keras_rules.augment import augmentation, normalise_specs
+
+INITS = ("keras", "torch")
+
+# Keras's activation names -> the PyTorch module. Keras's leaky_relu has negative_slope 0.2
+# (torch's default is 0.01); selu needs no arguments in either.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "selu": nn.SELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),
+}
+
+
+class _KerasBatchNorm:
+    """``keras.layers.BatchNormalization()``'s training step, shared by the 2-d and 1-d layers.
+
+    Keras's defaults are momentum 0.99 and epsilon 1e-3, and its momentum is the weight of
+    the OLD moving average: ``moving = moving * 0.99 + batch * 0.01``. PyTorch's momentum is
+    the weight of the new batch (default 0.1, epsilon 1e-5), so Keras's 0.99 is PyTorch's
+    0.01. One more difference PyTorch's own layer cannot be told about: PyTorch updates the
+    moving variance with the UNBIASED batch variance (divided by n - 1), Keras with the
+    biased one (divided by n), the one both use to normalise the batch. After a batch of 32
+    (a Dense layer's BatchNormalization) that is a factor 32/31 in every update, which
+    inference then sees; so the update is written out here, as Keras writes it.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
+        super().__init__(num_features, eps=epsilon, momentum=1.0 - momentum)  # PyTorch's meaning of momentum
+        self.keras_momentum = momentum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:  # Keras: training=False normalises with the moving mean and variance
+            return super().forward(x)
+        # the batch's own mean and biased variance, per channel (every axis but axis 1)
+        dims = [d for d in range(x.ndim) if d != 1]
+        values = x.float()
+        mean, variance = values.mean(dims), values.var(dims, unbiased=False)
+        with torch.no_grad():  # Keras: moving = moving * momentum + batch * (1 - momentum)
+            m = self.keras_momentum
+            self.running_mean.copy_(self.running_mean * m + mean * (1.0 - m))
+            self.running_var.copy_(self.running_var * m + variance * (1.0 - m))
+            self.num_batches_tracked += 1
+        # normalise, scale, shift. Written out rather than torch's fused batch_norm, which on the
+        # CPU, for channels-last inputs (what fit hands the model there), loses 200 times more
+        # digits than these few operations (measured: 2e-4 against 8e-7 at outputs up to 8)
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        scale = torch.rsqrt(variance.view(shape) + self.eps) * self.weight.view(shape)
+        return ((values - mean.view(shape)) * scale + self.bias.view(shape)).to(x.dtype)
+
+
+class KerasBatchNorm2d(_KerasBatchNorm, nn.BatchNorm2d):
+    """``keras.layers.BatchNormalization()`` after a ``Conv2D``: one mean and variance per channel."""
+
+
+class KerasBatchNorm1d(_KerasBatchNorm, nn.BatchNorm1d):
+    """``keras.layers.BatchNormalization()`` after ``Flatten`` or ``Dense``: one per feature."""
+
+
+def keras_init(model: nn.Module) -> None:
+    """Keras defaults: glorot_uniform kernels, zero biases."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+class LessonModel(nn.Sequential):
+    """An ``nn.Sequential`` that remembers how it was built.
+
+    ``build_model(model.model_name, **model.model_kwargs)`` rebuilds the same
+    architecture, e.g. before loading a checkpoint's weights.
+    """
+
+    def __init__(self, name: str, kwargs: dict, layers: Sequence[nn.Module]) -> None:
+        super().__init__(*layers)
+        self.model_name = name
+        self.model_kwargs = kwargs
+        self.input_shape = tuple(kwargs["input_shape"])
+
+
+def check_args(builder: Callable[..., LessonModel], arguments: dict) -> dict:
+    """Check the arguments a model builder was called with and return them as ``model_kwargs``.
+
+    ``arguments`` is the builder's ``locals()``, taken as its first line: its parameters and
+    their values. Always kept: ``num_classes``, ``input_shape`` (as a list) and ``init``; the
+    rest (``dropout``, ``activation``, ``batch_norm``, ``augment``) only when they differ from
+    the builder's own defaults, so the lesson's models keep their plain kwargs. With
+    ``augment``, an ``augment_seed`` left out is drawn now and recorded, so a rebuilt model
+    draws the same amounts. A bad value raises a UserError that names the builder and the fix.
+    """
+    name = builder.__name__
+    defaults = {key: parameter.default for key, parameter in inspect.signature(builder).parameters.items()}
+    num_classes, input_shape, init = arguments["num_classes"], arguments["input_shape"], arguments["init"]
+    dropout, activation = arguments.get("dropout", 0.0), arguments.get("activation", "relu")
+    if activation not in ACTIVATIONS:
+        raise UserError(f"unknown activation {activation!r} for {name}: choose one of {', '.join(ACTIVATIONS)}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise UserError(f"dropout {dropout!r} for {name} is not a rate in [0, 1): try 0.5")
+    if init not in INITS:
+        raise UserError(f"unknown init {init!r}: use 'keras' or 'torch'")
+    try:
+        shape = [operator.index(n) for n in input_shape]
+    except TypeError:
+        shape = []
+    if len(shape) != 3 or min(shape) < 1:
+        raise UserError(
+            f"input_shape {input_shape!r} for {name} is not (channels, height, width): "
+            "give three positive integers, e.g. (3, 32, 32)"
+        )
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise UserError(f"num_classes {num_classes!r} for {name} is invalid: give an integer >= 1")
+    kwargs = {"num_classes": num_classes, "input_shape": shape, "init": init}
+    if dropout != defaults.get("dropout", 0.0):
+        kwargs["dropout"] = float(dropout)
+    if activation != defaults.get("activation", "relu"):
+        kwargs["activation"] = activation
+    batch_norm = arguments.get("batch_norm", False)
+    if not isinstance(batch_norm, bool):
+        raise UserError(f"batch_norm {batch_norm!r} for {name} is not True or False")
+    if batch_norm:
+        kwargs["batch_norm"] = True
+    specs = normalise_specs(arguments.get("augment"))
+    if specs:
+        augment_seed = arguments.get("augment_seed")
+        if augment_seed is None:  # drawn now and recorded, so a rebuilt model draws the same amounts
+            augment_seed = int(torch.randint(2**31 - 1, ()))
+        if isinstance(augment_seed, bool) or not isinstance(augment_seed, int):
+            raise UserError(f"augment_seed {augment_seed!r} for {name} is not an integer: pass e.g. 1")
+        kwargs["augment"], kwargs["augment_seed"] = specs, augment_seed
+    return kwargs
+
+
+def augmentation_layers(kwargs: dict) -> list[nn.Module]:
+    """Keras's ``data_augmentation`` block first in the model, when asked for (``augment`` in ``model_kwargs``)."""
+    return [augmentation(kwargs["augment"], kwargs["augment_seed"])] if "augment" in kwargs else []
