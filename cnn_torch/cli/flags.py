@@ -69,12 +69,12 @@ def add_data_flags(parser: argparse.ArgumentParser, validation_split: bool = Tru
             help="hold out the LAST fraction of the training images, as Keras does"
             " (default: validate on DIR/val/, else the test split; 0.2 when there is neither)",
         )  # fmt: skip
-    add_image_flags(parser)  # fmt: skip
+    add_image_flags(parser)
 
 
 def add_image_flags(parser: argparse.ArgumentParser, classes: bool = True) -> None:
     """--image-size, --classes and the aspect-ratio flags: image_dataset_from_directory's options
-    (predict.py takes no --classes: the checkpoint names its classes)."""  # fmt: skip
+    (predict.py takes no --classes: the checkpoint names its classes)."""
     parser.add_argument(
         "--image-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
         help="resize every image to HEIGHT x WIDTH (bilinear, as Keras's image_size); train and compare build"
@@ -153,7 +153,7 @@ def add_model_flags(parser: argparse.ArgumentParser, comparison: bool = False) -
     """--model; --dropout and --activation (the lesson's ``create_nn_with_dropout(rate)`` and
     ``create_nn(activation)``); --augment, --batch-norm and --l2 (the cures episode 04 lists);
     --weights (the transfer model's base). ``comparison``: compare.py's, where --dropout,
-    --activation, --augment and --l2 take several values, each a setting."""  # fmt: skip
+    --activation, --augment and --l2 take several values, each a setting."""
     parser.add_argument(
         "--model", default="cifar_model_small", choices=model_names(),
         help="the lesson's architecture (default: cifar_model_small)",
@@ -273,8 +273,13 @@ def model_options(args) -> dict:
 
 
 def add_fit_flags(parser: argparse.ArgumentParser, comparison: bool = False) -> None:
-    """--optimizer and --learning-rate (the lesson's ``compile(optimizer='adam')``), --epochs and
-    --batch-size. ``comparison``: compare.py's, where all but --epochs take several values."""  # fmt: skip
+    """--epochs and --batch-size, --optimizer and --learning-rate (the lesson's ``compile(optimizer='adam')``).
+    ``comparison``: compare.py's, where all but --epochs take several values."""
+    parser.add_argument(
+        "--epochs", type=int, default=None,
+        help="passes over the training images, per setting in compare (default: 10; resumed: the run's own)",
+    )  # fmt: skip
+    add_batch_size_flag(parser, comparison)
     _setting_flag(
         parser, "--optimizer", comparison, default="adam", type=str.lower, choices=list(KERAS_LEARNING_RATES),
         help="Keras's optimizer, in any case: Adam, SGD, RMSprop (default: adam, as the lesson)",
@@ -283,11 +288,6 @@ def add_fit_flags(parser: argparse.ArgumentParser, comparison: bool = False) -> 
         parser, "--learning-rate", comparison, type=float,
         help="the optimizer's step size (default: Keras's for the optimizer: adam 0.001, sgd 0.01, rmsprop 0.001)",
     )  # fmt: skip
-    parser.add_argument(
-        "--epochs", type=int, default=None,
-        help="passes over the training images, per setting in compare (default: 10; resumed: the run's own)",
-    )  # fmt: skip
-    add_batch_size_flag(parser, comparison)  # fmt: skip
 
 
 def add_batch_size_flag(parser: argparse.ArgumentParser, comparison: bool = False) -> None:
@@ -336,7 +336,7 @@ def add_monitor_flag(parser: argparse.ArgumentParser, comparison: bool = False) 
 
 def add_early_stopping_flags(parser: argparse.ArgumentParser) -> None:
     """--monitor and Keras's ``EarlyStopping``: --patience, --min-delta, --restore-best-weights,
-    --baseline, --start-from-epoch."""  # fmt: skip
+    --baseline, --start-from-epoch."""
     add_monitor_flag(parser)
     parser.add_argument(
         "--patience", type=int, default=None, metavar="EPOCHS",
