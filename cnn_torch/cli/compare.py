@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--folds", type=int, default=None,
         help="K-fold cross-validation on the training data (the lesson's GridSearchCV(cv=K))",
-    )
+    )  # fmt: skip
     cli.add_data_flags(parser)  # the data, the run, the device: as train.py
     cli.add_device_flags(parser)
     cli.add_output_flags(parser, comparison=True)
