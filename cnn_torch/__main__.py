@@ -4,4 +4,4 @@ import sys
 
 from cnn_torch.cli.commands import main
 
-sys.exit(main())
+sys.exit(main(program="python -m cnn_torch"))

@@ -393,11 +393,11 @@ def test_limit_says_what_it_counts(started, capsys):
     [(["--learning-rate", "0.1", "0"], "--learning-rate must be positive, got 0.0"),
      (["--dropout", "0.2", "1.5"], "--dropout must be a rate"), (["--batch-size", "0", "32"], "--batch-size must be"),
      (["--optimizer", "sgd", "--seed", "-3"], "--seed must be from 0"),
-     (["--optimizer", "SGD", "adam", "--fig-dir", "x"], "unrecognized arguments: --fig-dir")],
+     (["--optimizer", "SGD", "adam", "--trace"], "unrecognized arguments: --trace")],
 )  # fmt: skip
 def test_compare_speaks_the_command_line_s_words(tmp_path, monkeypatch, capsys, argv, words):
     monkeypatch.chdir(tmp_path)
-    if "--fig-dir" in argv:  # argparse's own refusal, the Adam spelling passing before it
+    if "--trace" in argv:  # argparse's own refusal, the Adam spelling passing before it
         with pytest.raises(SystemExit):
             script_module(COMPARE).main(["--dataset", "shapes", *argv])
         assert words in capsys.readouterr().err

@@ -18,42 +18,21 @@ import sys
 
 from cnn_torch.cli import comparison as compare
 from cnn_torch.cli import flags as cli
-from cnn_torch.keras_rules import optim
-from cnn_torch.models import ACTIVATIONS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # what to compare: each takes one or more values
-    parser.add_argument("--optimizer", nargs="+", type=str.lower, choices=list(optim.KERAS_LEARNING_RATES),
-                        default=None, help="optimizers to compare, in any case: SGD, RMSprop, Adam (default: adam)")
-    parser.add_argument("--learning-rate", nargs="+", type=float, default=None,
-                        help="learning rates to compare (default: Keras's for the optimizer)")
-    parser.add_argument("--batch-size", nargs="+", type=int, default=None, help="batch sizes to compare (default: 32)")
-    parser.add_argument("--dropout", nargs="+", type=float, default=None,
-                        help="dropout rates to compare (default: the model's; adds a Dropout before Flatten)")
-    parser.add_argument("--activation", nargs="+", choices=list(ACTIVATIONS), default=None,
-                        help="hidden-layer activations to compare (default: relu)")
-    parser.add_argument("--augment", nargs="+", default=None, metavar="SPECS",
-                        help="augmentations to compare: none, or layers joined by +, e.g. none flip flip+rotation=0.2"
-                        " (layers: flip, rotation, zoom, translation, contrast; default: none)")
-    parser.add_argument("--l2", nargs="+", type=float, default=None,
-                        help="Keras L2 factors to compare, on every Conv2D and Dense kernel, e.g. 0 0.001 0.01"
-                        " (default: 0)")
-    parser.add_argument("--folds", type=int, default=None,
-                        help="K-fold cross-validation on the training data (the lesson's GridSearchCV(cv=K))")
-    # the data, the model, the run: as scripts/train.py
-    cli.add_model_flag(parser)
-    cli.add_data_flags(parser)
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per setting (default: 10; resumed: the same)")
+    cli.add_model_flags(parser, comparison=True)  # what to compare: the flags given several values
+    cli.add_fit_flags(parser, comparison=True)
+    parser.add_argument(
+        "--folds", type=int, default=None,
+        help="K-fold cross-validation on the training data (the lesson's GridSearchCV(cv=K))",
+    )  # fmt: skip
+    cli.add_data_flags(parser)  # the data, the run, the device: as train.py
     cli.add_device_flags(parser)
-    parser.add_argument("--monitor", default="val_accuracy", help="the metric best.pt keeps (default: val_accuracy)")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="comparison directory (default: runs/compare-<timestamp>)")
-    parser.add_argument("--resume", default=None, metavar="COMPARISON_DIR",
-                        help="continue a stopped comparison: finished settings are skipped")
-    parser.add_argument("--quiet", action="store_true", help="no progress output, only the table")
-    return parser.parse_args(argv)  # fmt: skip
+    cli.add_output_flags(parser, comparison=True)
+    cli.add_monitor_flag(parser, comparison=True)
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:

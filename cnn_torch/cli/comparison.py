@@ -194,6 +194,7 @@ class Comparison:
     models: dict[str, nn.Module] = field(default_factory=dict)
     fold_histories: dict[str, list[History]] = field(default_factory=dict)
     directory: Path | None = None
+    figure: Path | None = None  # the comparison's figure, drawn when there is a directory
 
     @property
     def best_setting(self) -> dict | None:
@@ -384,15 +385,17 @@ def _train_one(
 # --- the comparison --------------------------------------------------------------------------
 
 
-def _builder(model, train_images: torch.Tensor, num_classes: int) -> tuple[str, Callable[..., nn.Module]]:
-    """(model name, a function of the setting's model arguments that builds the model)."""
+def _builder(model, train_images: torch.Tensor, num_classes: int,
+             options: dict) -> tuple[str, Callable[..., nn.Module]]:  # fmt: skip
+    """(model name, a function of the setting's model arguments that builds the model with ``options``)."""
     if isinstance(model, str):
         if model not in MODELS:
             raise UserError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
         input_shape = tuple(train_images.shape[1:])
-        return model, lambda **kwargs: build_model(model, num_classes=num_classes, input_shape=input_shape, **kwargs)
+        return model, lambda **kwargs: build_model(model, num_classes=num_classes, input_shape=input_shape,
+                                                   **options, **kwargs)  # fmt: skip
     if callable(model):
-        return getattr(model, "__name__", type(model).__name__), model
+        return getattr(model, "__name__", type(model).__name__), lambda **kwargs: model(**options, **kwargs)
     raise UserError(f"model must be a model name or a function that builds one, got {type(model).__name__}:"
                     f" pass e.g. 'cifar_model_small'")
 
@@ -610,12 +613,14 @@ def compare(
     folds: int | None = None,
     seed: int | None = None,
     out_dir: str | Path | None = None,
+    fig_dir: str | Path | None = None,
     class_names: Sequence[str] | None = None,
     monitor: str = "val_accuracy",
     device: str | torch.device = "auto",
     precision: str = "fp32",
     verbose: int = 1,
     flags: dict | None = None,
+    model_options: dict | None = None,
 ) -> Comparison:
     """Train ``model`` once per setting (once per fold with ``folds``) and return a :class:`Comparison`.
 
@@ -624,9 +629,11 @@ def compare(
     :func:`grid`; an axis a setting leaves out keeps the lesson's value (Adam, Keras's learning
     rate, batch 32, the model's own dropout and ReLU). ``seed`` fixes the initial weights, the
     sample order, the folds and the dropout masks (drawn from torch's RNG when None).
-    ``out_dir``: one run directory per setting there, and a comparison found there continues.
+    ``out_dir``: one run directory per setting there, and a comparison found there continues;
+    its figure goes there too (``comparison.png``), or to ``fig_dir`` (``<out_dir's name>_comparison.png``).
     ``verbose``: 0 silent, 1 one line per setting, 2 also ``fit``'s progress.
     ``flags``: extra entries for the run records (the command line's data flags).
+    ``model_options``: what every setting's model is built with besides its setting (``batch_norm=True``).
     """
     # --- check everything before the first run ---
     settings = [check_setting(setting) for setting in settings]
@@ -656,7 +663,7 @@ def compare(
         labels = [train_labels] + ([torch.as_tensor(validation_data[1])] if validation_data is not None else [])
         count = max(t.shape[1] if t.ndim == 2 else int(t.max()) + 1 for t in labels)
         class_names = [str(i) for i in range(count)]
-    model_name, make = _builder(model, train_images, len(class_names))
+    model_name, make = _builder(model, train_images, len(class_names), dict(model_options or {}))
     if folds is not None:
         splits = kfold_indices(train_labels.argmax(dim=1) if train_labels.ndim == 2 else train_labels, folds, seed)
     else:
@@ -725,7 +732,9 @@ def compare(
         from cnn_torch.plots import plot_comparison  # here: matplotlib takes a while to import
 
         title = f"{model_name}: {_varying(settings)}" + (f", mean of {folds} folds" if folds else "")
-        plot_comparison(histories, directory / "comparison.png", title=title)
+        results.figure = (directory / "comparison.png" if fig_dir is None
+                          else Path(fig_dir) / f"{runs.safe_name(directory.name)}_comparison.png")  # fmt: skip
+        plot_comparison(histories, results.figure, title=title)
         record.update(status="finished", ended=dt.datetime.now().isoformat(timespec="seconds"), best=best)
         write_json(directory / RECORD, record)
     return results
@@ -736,7 +745,8 @@ def compare(
 # The flags of a comparison that a resumed one takes from its comparison.json.
 COMPARISON_FLAGS = (
     "model", "dataset", "data_dir", "validation_split", "limit", "seed", "precision", "monitor", "deterministic",
-    "epochs", "folds", "image_size", "classes", "crop_to_aspect_ratio", "pad_to_aspect_ratio",
+    "epochs", "folds", "image_size", "classes", "crop_to_aspect_ratio", "pad_to_aspect_ratio", "batch_norm",
+    "weights", "fig_dir",
 )
 
 
@@ -758,11 +768,12 @@ def _resume_flags(args) -> list[dict]:
         flags, settings = record["flags"], record["settings"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{path} is not a readable comparison record: start a new comparison") from None
-    epochs = args.epochs
+    epochs, fig_dir = args.epochs, args.fig_dir
     for name in COMPARISON_FLAGS:
         if name in flags:
             setattr(args, name, flags[name])
     args.epochs = epochs if epochs is not None else flags.get("epochs", 10)
+    args.fig_dir = fig_dir if fig_dir is not None else args.fig_dir  # given anew: the figure goes there this time
     args.out = str(directory)
     return settings
 
@@ -772,14 +783,11 @@ def run_from_flags(args) -> Comparison:
     flags given several values, print the table and where the files are."""
     from cnn_torch import data  # here: a bad flag should not wait for torchvision
 
-    if args.resume:
-        settings = _resume_flags(args)
-    else:
+    settings = _resume_flags(args) if args.resume else None  # a stopped comparison's flags and settings
+    cli.check_fit_flags(args)  # every value, in the command line's words (grid() would use the API's)
+    cli.check_model_flags(args, comparison=True)
+    if settings is None:
         axes = _axes_from_flags(args)
-        for checks_one, values in ((cli.check_learning_rate, args.learning_rate), (cli.check_dropout, args.dropout),
-                                   (cli.check_batch_size, args.batch_size)):  # in the command line's words
-            for value in values or []:
-                checks_one(value)
         if not axes:
             raise UserError("nothing to compare: give several values to --optimizer, --learning-rate, --batch-size,"
                             " --dropout, --activation, --augment or --l2, e.g. --optimizer sgd rmsprop adam")
@@ -787,8 +795,6 @@ def run_from_flags(args) -> Comparison:
         args.epochs = 10 if args.epochs is None else args.epochs
         if args.out is not None and (Path(args.out) / RECORD).exists():
             raise UserError(f"--out {args.out} already holds a comparison: pass a new --out, or --resume {args.out}")
-    if args.epochs <= 0:
-        raise UserError(f"--epochs must be a positive integer, got {args.epochs}: try --epochs 10")
     cli.check_data_flags(args)
     if args.folds is not None and args.folds < 2:
         raise UserError(f"--folds must be at least 2, got {args.folds}: try --folds 3")
@@ -796,12 +802,8 @@ def run_from_flags(args) -> Comparison:
         raise UserError("--folds validates on every fold of the training data: leave out --validation-split")
     cli.check_seed(args.seed)
     cli.check_device(args.device)
-    if args.resume is not None:  # every folder the comparison writes, before any data is loaded
-        fix = f"copy it to a folder you can write (cp -r {args.resume} NEW) and --resume NEW"
-        cli.check_writable_folder(args.resume, "--resume", fix)
-    else:
-        cli.check_writable_folder(args.out or runs.runs_root(), "--out" if args.out else "runs folder",
-                                  None if args.out else "pass --out DIR in a folder you can write")  # fmt: skip
+    cli.check_monitor(args.monitor)
+    cli.check_output_folders(args)  # every folder the comparison writes, before any data is loaded
     _, device, seed = process.start(args.device, args.seed, args.deterministic)
 
     # the data, as scripts/train.py loads it: val/ validates, else the test split, else the last 20%
@@ -812,15 +814,17 @@ def run_from_flags(args) -> Comparison:
     directory = runs.claim_run_dir(args.out, "compare")  # a new one is made by this process alone
     runs.lock_run_dir(directory)  # and no other process compares in it while this one does
     flags = {name: getattr(args, name) for name in COMPARISON_FLAGS}
-    if flags["data_dir"] is not None:  # absolute: the comparison and its runs work from any folder
-        flags["data_dir"] = str(Path(flags["data_dir"]).resolve())
-    flags.update(dataset=dataset, seed=seed, patience=None, min_delta=0.0, restore_best_weights=False, fig_dir="fig")
+    for name in ("data_dir", "fig_dir"):  # absolute: the comparison and its runs work from any folder
+        if flags[name] is not None:
+            flags[name] = str(Path(flags[name]).resolve())
+    flags.update(dataset=dataset, seed=seed, patience=None, min_delta=0.0, restore_best_weights=False)
     try:
         results = compare(
             args.model, lesson.train_images, lesson.train_labels, settings, epochs=args.epochs,
             validation_data=validation_data, validation_split=validation_split or 0.0, folds=args.folds, seed=seed,
-            out_dir=directory, class_names=lesson.class_names, monitor=args.monitor, device=device,
-            precision=args.precision, verbose=0 if args.quiet else 2, flags=flags,
+            out_dir=directory, fig_dir=args.fig_dir, class_names=lesson.class_names, monitor=args.monitor,
+            device=device, precision=args.precision, verbose=0 if args.quiet else 2, flags=flags,
+            model_options=cli.model_options(args),
         )
     except TrainingInterrupted:
         print(f"Interrupted: every finished epoch is saved in {directory}.")
@@ -830,6 +834,6 @@ def run_from_flags(args) -> Comparison:
     print(text_table(results), end="")
     print(results.best_line())
     print(f"Table:       {directory / 'table.csv'} and table.md")
-    print(f"Figure:      {directory / 'comparison.png'}")
+    print(f"Figure:      {results.figure}")
     print(f"Runs:        {directory}/<setting>/ (history, checkpoints, run.json)")
     return results

@@ -32,42 +32,21 @@ from cnn_torch.plots import plot_confusion_matrix
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="The data flags default to the run's own (run.json beside the checkpoint), so the model is"
+        " evaluated on the data it was trained for.",
+    )
+    cli.add_checkpoint_flags(parser)
     parser.add_argument(
-        "--split",
-        choices=["test", "val"],
-        default=None,
+        "--split", choices=["test", "val"], default=None,
         help="test: the test split (CIFAR-10's, or DIR/test/); val: the run's validation split"
         " (DIR/val/, or what train.py held out; default: test, or val when the data has no test split)",
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=list(data.DATASETS),
-        default=None,
-        help="default: the run's (run.json), else as train.py chooses",
-    )
-    parser.add_argument(
-        "--data-dir", default=None, help="default: the run's; a CIFAR-10 download folder or an image-folder tree"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="train.py's --limit (default: the run's)")
-    cli.add_image_flags(parser)  # defaults: the run's (run.json), the model's input size
-    parser.add_argument(
-        "--batch-size", type=int, default=32, help="does not change the results (default: 32, as Keras's evaluate)"
-    )
-    parser.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto (CUDA, MPS, CPU)"
-    )
-    parser.add_argument(
-        "--fig-dir", default=None, metavar="DIR",
-        help="where <run>_<split>_confusion_matrix.png goes (default: the run's fig/)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    parser.add_argument(
-        "--visualise", nargs="?", const="gradcam", default=None, choices=visualise.METHODS, metavar="METHOD",
-        help="also draw what the network sees: its first layer's filters, one image's feature maps, and which"
-        " pixels drove 8 predictions (METHOD: gradcam, the default, or integrated_gradients; needs captum)",
-    )
+    )  # fmt: skip
+    cli.add_data_flags(parser, validation_split=False)  # the run's validation split is the run's
+    cli.add_batch_size_flag(parser)
+    cli.add_device_flag(parser)
+    cli.add_fig_dir_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -76,8 +55,8 @@ def main(argv=None) -> int:
 
 
 def evaluate_checkpoint(args: argparse.Namespace) -> int:
-    if args.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {args.batch_size}: try --batch-size 32")
+    cli.check_data_flags(args)
+    cli.check_batch_size(args.batch_size)
     cli.check_device(args.device)
     if args.fig_dir is not None:  # asked for: it must be writable, checked before any work
         cli.check_writable_folder(args.fig_dir, "--fig-dir")
@@ -161,8 +140,6 @@ def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict
     dataset = args.dataset or flags.get("dataset")
     data_dir = args.data_dir if args.data_dir is not None else flags.get("data_dir")
     limit = args.limit if args.limit is not None else flags.get("limit")
-    if limit is not None and limit <= 0:
-        raise UserError(f"--limit must be a positive integer, got {limit}: try --limit 2000")
     seed = record.get("seed", checkpoint.get("seed"))
     _, height, width = checkpoint["input_shape"]
     if args.image_size is not None and tuple(args.image_size) != (height, width):

@@ -20,7 +20,7 @@ from cnn_torch.plots import plot_comparison, plot_history
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", nargs="+", help="a run directory, or its history.json or history.csv")
-    parser.add_argument("--fig-dir", default=None, metavar="DIR", help="where the figures go (default: RUN/fig)")
+    cli.add_fig_dir_flag(parser)
     parser.add_argument("--title", default=None, help="default: the run's model and data, from run.json")
     return parser.parse_args(argv)
 

@@ -30,22 +30,12 @@ from cnn_torch.sources.image_files import load_images, to_model_input
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="a run's best.pt, model.pt or last.pt (required)")
+    cli.add_checkpoint_flags(parser)
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG, BMP or GIF files of any size")
     parser.add_argument("--top", type=int, default=3, help="the most probable classes to print (default: 3)")
-    parser.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="default: auto (CUDA, MPS, CPU)"
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
-    cli.add_image_flags(parser, with_classes=False)  # defaults: the model's input size, the run's aspect rule
-    parser.add_argument(
-        "--visualise", nargs="?", const="gradcam", default=None, choices=visualise.METHODS, metavar="METHOD",
-        help="also draw what the network sees in each image: its feature maps and which pixels drove the"
-        " prediction (METHOD: gradcam, the default, or integrated_gradients; needs captum), and the filters",
-    )
-    parser.add_argument(
-        "--fig-dir", default=None, metavar="DIR", help="where --visualise draws (default: the run's fig/)"
-    )
+    cli.add_image_flags(parser, classes=False)  # defaults: the model's input size, the run's aspect rule
+    cli.add_device_flag(parser)
+    cli.add_fig_dir_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -56,6 +46,7 @@ def main(argv=None) -> int:
 def predict_files(args: argparse.Namespace) -> int:
     if args.top <= 0:
         raise UserError(f"--top must be a positive integer, got {args.top}: try --top 3")
+    cli.check_data_flags(args)  # --image-size
     cli.check_device(args.device)
     fig_dir = Path(args.fig_dir) if args.fig_dir is not None else Path(args.checkpoint).resolve().parent / "fig"
     if args.visualise:  # checked before any work: the folder to draw in, and Captum

@@ -27,7 +27,17 @@ from pathlib import Path
 import torch
 
 from cnn_torch.checkpoints import make_checkpoint, save_checkpoint, versions
-from cnn_torch.cli.flags import check_break_at, check_out_is_new, counted, early_stopping, script_command, tensorboard
+from cnn_torch.cli.flags import (
+    PROCESS_FLAGS,
+    RESUME_MAY_CHANGE,
+    check_break_at,
+    check_out_is_new,
+    counted,
+    early_stopping,
+    runs_root,
+    script_command,
+    tensorboard,
+)
 from cnn_torch.errors import UserError
 from cnn_torch.history import History, save_history
 from cnn_torch.keras_rules.stopping import EarlyStopping, Improvement
@@ -42,19 +52,6 @@ def safe_name(text: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
     name = re.sub(r"\.{2,}", ".", name).strip("._")  # "a..b" -> "a.b": no '..' anywhere
     return name or "run"
-
-
-# The clone this package was imported from (the folder holding cnn_torch/ and scripts/).
-CLONE = Path(__file__).resolve().parents[2]
-
-
-def runs_root() -> Path:
-    """Where runs go without ``--out``: ``runs/`` in the current folder, except inside the
-    clone (in ``scripts/``, say), where it is the clone's own ``runs/``: never among the code."""
-    here = Path.cwd().resolve()
-    if here != CLONE and (CLONE / "scripts").is_dir() and here.is_relative_to(CLONE):
-        return CLONE / "runs"
-    return Path("runs")
 
 
 def claim_run_dir(out: str | os.PathLike | None, name: str) -> Path:
@@ -214,7 +211,6 @@ def load_resume(args) -> dict:
     import json
 
     from cnn_torch.checkpoints import load_checkpoint
-    from cnn_torch.cli.flags import RESUME_MAY_CHANGE, RUN_FLAGS
 
     run_dir = Path(args.resume)
     if not (run_dir / "last.pt").is_file():
@@ -233,7 +229,8 @@ def load_resume(args) -> dict:
     # the checkpoint knows what it holds, with or without run.json
     flags = {**flags, "model": checkpoint["model_name"], "seed": checkpoint["seed"]}
     given = getattr(args, "given", set())
-    conflicts = [name for name in RUN_FLAGS if name in given and name in flags and name not in RESUME_MAY_CHANGE
+    run_flags = [name for name in vars(args) if name not in (*PROCESS_FLAGS, "given")]  # what the run is
+    conflicts = [name for name in run_flags if name in given and name in flags and name not in RESUME_MAY_CHANGE
                  and not _same_flag(name, getattr(args, name), flags)]  # fmt: skip
     if conflicts:
         kept = ", ".join(f"{_flag(name)} {_shown(flags[name])}" for name in conflicts)
@@ -241,7 +238,7 @@ def load_resume(args) -> dict:
             f"--resume {run_dir} continues with the run's own settings ({kept}): leave out"
             f" {', '.join(_flag(name) for name in conflicts)}, or start a new run with them"
         )
-    for name in RUN_FLAGS:
+    for name in run_flags:
         if name in RESUME_MAY_CHANGE and name in given:
             if flags.get(name) is not None and Path(getattr(args, name)).resolve() != Path(flags[name]).resolve():
                 note = f"the {_flag(name)} given, {getattr(args, name)}, not the run's {flags[name]}"

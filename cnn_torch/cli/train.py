@@ -29,59 +29,14 @@ from cnn_torch.training import NonFiniteLoss
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    cli.add_model_flag(parser)
-    cli.add_layer_flags(parser)
-    cli.add_overfitting_flags(parser)
+    cli.add_model_flags(parser)
     cli.add_data_flags(parser)
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="passes over the training images (default: 10; resumed: the run's own)"
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per training step (default: 32)")
-    cli.add_compile_flags(parser)
+    cli.add_fit_flags(parser)
     cli.add_device_flags(parser)
-    parser.add_argument(
-        "--out", default=None, metavar="RUN_DIR", help="run directory (default: runs/<model>-<timestamp>)"
-    )
-    parser.add_argument("--fig-dir", default=None, metavar="DIR", help="where the plots go (default: RUN_DIR/fig)")
-    parser.add_argument(
-        "--monitor", default="val_loss", metavar="METRIC",
-        help="metric for best.pt and early stopping: val_loss, val_accuracy, loss or accuracy"
-        " (default: val_loss; densenet121_transfer: val_accuracy, as the lesson)",
-    )
-    parser.add_argument(
-        "--patience", type=int, default=None, metavar="EPOCHS",
-        help="stop after this many epochs without improvement"
-        " (default: no early stopping; densenet121_transfer: 5, as the lesson)",
-    )
-    parser.add_argument(
-        "--min-delta", type=float, default=0.0,
-        help="early stopping: smallest change that counts as an improvement (default: 0)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--restore-best-weights", action="store_true", help="early stopping: end with the best epoch's weights"
-    )
-    parser.add_argument(
-        "--baseline", type=float, default=None,
-        help="early stopping: a value the metric must beat, or the patience runs out (default: none)",
-    )
-    parser.add_argument(
-        "--start-from-epoch", type=int, default=0, metavar="EPOCHS",
-        help="early stopping: epochs of warm-up before it starts watching (default: 0)",
-    )
-    parser.add_argument(
-        "--tensorboard", default=None, metavar="LOG_DIR",
-        help="write TensorBoard logs there, as Keras's TensorBoard(LOG_DIR, histogram_freq=1);"
-        " view them with: tensorboard --logdir LOG_DIR",
-    )  # fmt: skip
-    parser.add_argument(
-        "--resume", default=None, metavar="RUN_DIR",
-        help="continue a run from its last.pt, with its own flags, up to --epochs (default: the run's own)",
-    )
-    parser.add_argument("--trace", action="store_true", help="narrate every step of the first batch")
-    parser.add_argument(
-        "--break-at", default=None, metavar="EPOCH:BATCH", help="breakpoint() after that batch's forward pass (1-based)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress output (verbose=0)")
+    cli.add_output_flags(parser)
+    cli.add_early_stopping_flags(parser)
+    cli.add_tensorboard_flag(parser)
+    cli.add_debug_flags(parser)
     args = cli.parse_with_given(parser, argv)  # args.given: what --resume must not silently drop
     if args.epochs is None and args.resume is None:
         args.epochs = 10
