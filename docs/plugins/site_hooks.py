@@ -39,12 +39,12 @@ def _root(config: MkDocsConfig) -> Path:
     return Path(config.config_file_path).resolve().parent
 
 
-def code_references(markdown: str, folder: Path, docs_dir: Path, root: Path) -> str:
-    """Turn each link to a file outside the site (or to a folder) into a code reference.
+def code_references(markdown: str, folder: Path, site_files: set[Path], root: Path) -> str:
+    """Turn each link to a file the site does not hold (or to a folder) into a code reference.
 
     ``[training.py](../cnn_torch/training.py#L130)`` becomes ``cnn_torch/training.py:130``;
     ``[cnn-torch](../../README.md)`` becomes ``cnn-torch (`README.md`)``. ``folder`` is where the
-    page's file lies; links to the web, to anchors and to files of the site are left alone.
+    page's file lies; links to the web, to anchors and to ``site_files`` are left alone.
     """
 
     def replace(match: re.Match) -> str:
@@ -53,7 +53,7 @@ def code_references(markdown: str, folder: Path, docs_dir: Path, root: Path) -> 
             return match.group(0)
         path, _, anchor = target.partition("#")
         resolved = (folder / path).resolve()
-        if resolved.is_relative_to(docs_dir) and resolved.is_file():
+        if resolved in site_files or not resolved.exists():  # a page of the site, or broken: MkDocs says which
             return match.group(0)
         reference = resolved.relative_to(root).as_posix() + ("/" if resolved.is_dir() else "")
         if line := re.fullmatch(r"L(\d+)", anchor):
@@ -63,6 +63,12 @@ def code_references(markdown: str, folder: Path, docs_dir: Path, root: Path) -> 
         return f"{text} (`{reference}`)"
 
     return LINK.sub(replace, markdown)
+
+
+def _site_files(files: Files, config: MkDocsConfig) -> set[Path]:
+    """The files of docs/ that the site holds (not those exclude_docs leaves out), by absolute path."""
+    docs_dir = Path(config.docs_dir).resolve()
+    return {docs_dir / file.src_uri for file in files if file.inclusion.is_included()}
 
 
 def _sources_key(notebooks: list[Path], root: Path) -> str:
@@ -100,22 +106,23 @@ def run_notebooks(notebooks: list[Path], out: Path, root: Path) -> None:
 @event_priority(50)  # before mkdocs-jupyter's on_files, which makes the notebooks pages
 def on_files(files: Files, config: MkDocsConfig) -> Files:
     """Swap each notebook for its run copy, its links to the clone's files made code references."""
-    root, docs_dir = _root(config), Path(config.docs_dir).resolve()
+    root, site_files = _root(config), _site_files(files, config)
     notebooks = sorted((file for file in files if file.src_uri.endswith(".ipynb")), key=lambda file: file.src_uri)
     out = root / "build" / "site-notebooks"
     run_notebooks([Path(file.abs_src_path) for file in notebooks], out, root)
-    pages = out / "pages"
-    pages.mkdir(exist_ok=True)
+    pages = out / "pages"  # the copies the site renders, laid out as in docs/
     for file in notebooks:
         notebook = nbformat.read(out / Path(file.src_uri).name, as_version=4)
         folder = Path(file.abs_src_path).parent
         for cell in notebook.cells:
             if cell.cell_type == "markdown":
-                cell.source = code_references(cell.source, folder, docs_dir, root)
-        page_copy = pages / Path(file.src_uri).name
-        nbformat.write(notebook, page_copy)
+                cell.source = code_references(cell.source, folder, site_files, root)
+        (pages / file.src_uri).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, pages / file.src_uri)
         files.remove(file)
-        files.append(File.generated(config, file.src_uri, abs_src_path=str(page_copy)))
+        # a File read from pages/ rather than docs/ (mkdocs-jupyter's wrapper does not keep File.generated's path)
+        files.append(File(file.src_uri, src_dir=str(pages), dest_dir=config.site_dir,
+                          use_directory_urls=config.use_directory_urls))  # fmt: skip
     return files
 
 
@@ -123,4 +130,4 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     if page.file.src_uri.endswith(".ipynb"):  # done in on_files; mkdocs-jupyter renders the notebook itself
         return markdown
     folder = Path(page.file.abs_src_path).parent
-    return code_references(markdown, folder, Path(config.docs_dir).resolve(), _root(config))
+    return code_references(markdown, folder, _site_files(files, config), _root(config))
