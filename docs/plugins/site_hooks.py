@@ -53,8 +53,8 @@ def code_references(markdown: str, folder: Path, site_files: set[Path], root: Pa
             return match.group(0)
         path, _, anchor = target.partition("#")
         resolved = (folder / path).resolve()
-        if resolved in site_files or not resolved.exists():  # a page of the site, or broken: MkDocs says which
-            return match.group(0)
+        if resolved in site_files or not resolved.exists() or not resolved.is_relative_to(root):
+            return match.group(0)  # a page of the site, or not a file of the clone: MkDocs says if it is broken
         reference = resolved.relative_to(root).as_posix() + ("/" if resolved.is_dir() else "")
         if line := re.fullmatch(r"L(\d+)", anchor):
             reference += f":{line.group(1)}"
