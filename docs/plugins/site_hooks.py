@@ -7,6 +7,8 @@ Two jobs, both done at build time so that the committed files stay as they are:
   episode 04 saved), offline, on the settings cell's default data. The run copies are kept in
   build/site-notebooks/ and reused until a notebook or a file of cnn_torch/ changes, so a second
   build (or `mkdocs serve`) takes seconds. Any cell error fails the build.
+* The clone's figures (``fig/*.png``, the lesson's plots from real runs) are served as ``fig/...``
+  beside the pages' own, so a page's ``![...](../fig/x.png)`` shows the same picture on GitHub and here.
 * The pages link to files the site does not hold (``../cnn_torch/training.py#L130``, the README).
   Those links become code references a learner can find in the clone
   (``cnn_torch/training.py:130``), so that ``--strict`` still fails on every other broken link.
@@ -123,11 +125,22 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         # a File read from pages/ rather than docs/ (mkdocs-jupyter's wrapper does not keep File.generated's path)
         files.append(File(file.src_uri, src_dir=str(pages), dest_dir=config.site_dir,
                           use_directory_urls=config.use_directory_urls))  # fmt: skip
+    for figure in sorted((root / "fig").glob("*.png")):  # the clone's figures, served beside docs/fig/'s
+        uri = f"fig/{figure.name}"
+        if files.get_file_from_path(uri) is not None:
+            raise ValueError(f"fig/{figure.name} is both in docs/fig/ and in the clone's fig/: rename one")
+        files.append(File(uri, src_dir=str(root), dest_dir=config.site_dir,
+                          use_directory_urls=config.use_directory_urls))  # fmt: skip
     return files
+
+
+CLONE_FIGURE = re.compile(r"(!\[[^\]\n]*\]\()\.\./fig/")  # ![alt](../fig/x.png) on a page at docs/'s top
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     if page.file.src_uri.endswith(".ipynb"):  # done in on_files; mkdocs-jupyter renders the notebook itself
         return markdown
     folder = Path(page.file.abs_src_path).parent
+    if folder == Path(config.docs_dir).resolve():
+        markdown = CLONE_FIGURE.sub(r"\1fig/", markdown)
     return code_references(markdown, folder, _site_files(files, config), _root(config))
