@@ -72,8 +72,8 @@ def fit(
     one-hot rows (Keras: CategoricalCrossentropy); ``CrossEntropyLoss`` takes both.
     ``epochs`` counts from 0 like Keras, so a resumed run passes ``initial_epoch`` and the
     History so far. ``on_epoch_end(epoch, logs)`` is the one
-    hook (the CLI writes files there). ``break_at=(epoch, batch)``, both 1-based, calls
-    ``breakpoint()`` after that batch's forward pass.
+    hook (the CLI writes files there). ``break_at=(epoch, batch)``, both 1-based, opens the
+    debugger after that batch's loss, on the line ``optimizer.zero_grad()``.
     """
     # --- check the inputs before the first step (each mistake gets a message naming the fix) ---
     # Keras: compile(optimizer='adam') takes an optimizer by name, and NumPy integers are integers
