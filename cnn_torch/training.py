@@ -18,15 +18,15 @@ from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
 from cnn_torch.keras_rules.stopping import EarlyStopping
 from cnn_torch.machinery.checks import checked_arguments, checked_fit_data
-from cnn_torch.machinery.cpu_sharing import sharing_cpu_cores
 from cnn_torch.machinery.first_batch_trace import trace_first_batch
-from cnn_torch.machinery.interrupt import TrainingInterrupted, stop_on_sigint
 from cnn_torch.machinery.progress import resolve_verbose
+from cnn_torch.machinery.session import training_session
 from cnn_torch.machinery.watch import EpochWatch, NonFiniteLoss
 from cnn_torch.platform import distributed
-from cnn_torch.platform.device import as_float, autocast, keep_freed_memory, resolve_device
+from cnn_torch.platform.device import as_float, in_precision, resolve_device
 
 __all__ = ["NonFiniteLoss", "epoch_order", "fit"]  # NonFiniteLoss: raised by fit (from watch.py)
+
 
 def epoch_order(num_samples: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
     """The order of the training samples in one epoch.
@@ -72,16 +72,16 @@ def fit(
     one-hot rows (Keras: CategoricalCrossentropy); ``CrossEntropyLoss`` takes both.
     ``epochs`` counts from 0 like Keras, so a resumed run passes ``initial_epoch`` and the
     History so far. ``on_epoch_end(epoch, logs)`` is the one
-    hook (the CLI writes files there). ``break_at=(epoch, batch)``, both 1-based, calls
-    ``breakpoint()`` after that batch's forward pass.
+    hook (the CLI writes files there). ``break_at=(epoch, batch)``, both 1-based, opens the
+    debugger after that batch's loss, on the line ``optimizer.zero_grad()``.
     """
     # --- check the inputs before the first step (each mistake gets a message naming the fix) ---
     # Keras: compile(optimizer='adam') takes an optimizer by name, and NumPy integers are integers
     loss_fn, optimizer, epochs, batch_size = checked_arguments(model, loss_fn, optimizer, epochs, batch_size)
-    # Keras: validation_data overrides validation_split, which holds out the LAST fraction
-    # of the samples, taken before any shuffling
     device = resolve_device(device)
     model.to(device)
+    # Keras: validation_data overrides validation_split, which holds out the LAST fraction
+    # of the samples, taken before any shuffling
     train_images, train_labels, val_images, val_labels = checked_fit_data(
         model, device, epochs, batch_size, train_images, train_labels, validation_data, validation_split, precision
     )
@@ -90,24 +90,26 @@ def fit(
     # The whole data set (uint8 for image files: 150 MB for CIFAR-10) moves to the device
     # once; batches are then gathered there by index, with no per-batch copy or collation.
     train_images, train_labels = train_images.to(device), train_labels.to(device)
-    keep_freed_memory(device)  # CPU: reuse freed activations instead of page-faulting each step (+35%)
-    if seed is None:  # drawn from torch's global RNG, so torch.manual_seed() fixes it
-        seed = distributed.from_rank_0(int(torch.randint(2**31 - 1, ())))  # [torchrun] one seed for all
+    # no seed given: one drawn from torch's global RNG, so torch.manual_seed() fixes it ([torchrun] rank 0's)
+    seed = distributed.from_rank_0(int(torch.randint(2**31 - 1, ()))) if seed is None else seed
     steps = math.ceil(len(train_images) / batch_size)  # Keras: the last partial batch is kept
     history = model.history = history if history is not None else History()  # Keras keeps it on the model too
     history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}  # Keras's params ('auto' stays 'auto')
     # a validation batch larger than Keras's gives the same weighted means (up to rounding), faster
     validation_batch_size = validation_batch_size or max(batch_size, 256)
-    training_model = distributed.wrap_model(model, device)  # [torchrun] DDP; else the model itself
     if early_stopping is not None:
         early_stopping.on_train_begin()  # Keras: its state is reset at the start of every fit
     if trace:  # narrate the first batch, through hooks on the model, the loss and the optimizer
         first_batch = epoch_order(len(train_images), shuffle, seed, initial_epoch)[:batch_size]
         trace_first_batch(model, loss_fn, optimizer, initial_epoch, steps, distributed.local_share(first_batch))
+    # The model's training forward pass: under autocast for bf16; [torchrun] in DDP. [torchrun] The loss
+    # back-propagates this rank's share as part of the global batch. In one fp32 process, model and loss_fn.
+    training_model = distributed.wrap_model(in_precision(model, device, precision), device)
+    loss_fn = distributed.loss_for_rank(loss_fn, len(train_images), batch_size)
 
-    # Ctrl-C (or q in pdb): finish the batch, keep what is done. CPU: when other trainings run,
-    # take an even share of the cores (an optimizer step hook), so that none of them waits spinning
-    with stop_on_sigint(history) as stop_requested, sharing_cpu_cores(optimizer, device):
+    # Around the loop, not in it: Ctrl-C finishes the batch then stops; the debugger (--break-at's hook on
+    # the loss, pdb's q); CPU trainings share the cores; malloc keeps freed memory (machinery/session.py)
+    with training_session(model, loss_fn, optimizer, device, history, break_at, initial_epoch, steps) as stop_requested:
         for epoch in range(initial_epoch, epochs):
             # --- train ---
             model.train()  # Keras: training=True, so dropout is on
@@ -120,22 +122,16 @@ def fit(
             watch = EpochWatch(resolve_verbose(verbose), epoch, epochs, order, batch_size, history, stop_requested)
             for step, global_batch in enumerate(order.split(batch_size)):
                 batch_indices = distributed.local_share(global_batch)  # [torchrun] this rank's share
-                images = as_float(train_images[batch_indices])  # the lesson's / 255.0, per batch
-                labels = train_labels[batch_indices]
+                # the lesson's / 255.0, per batch
+                images, labels = as_float(train_images[batch_indices]), train_labels[batch_indices]
 
-                # forward: Keras's y_pred = model(x, training=True); loss on the logits
-                with autocast(device, precision):
-                    logits = training_model(images)
-                loss = loss_fn(logits.float(), labels)
-                if not len(labels):  # [torchrun] an empty share: a zero loss still joins DDP's all-reduce
-                    loss = logits.sum() * 0.0
-                if break_at == (epoch + 1, step + 1):
-                    breakpoint()  # --break-at: images, labels, logits and loss are in scope
-
-                # backward and update: Keras's train_step
-                optimizer.zero_grad()
-                distributed.global_batch_loss(loss, len(labels), len(global_batch)).backward()
-                optimizer.step()
+                # --- one step: what Keras's train_step does with the batch ---
+                logits = training_model(images)  # Keras: y_pred = model(x, training=True)
+                loss = loss_fn(logits, labels)  # Keras: compute_loss(x, y, y_pred), on the logits
+                # --break-at stops here: a hook on the loss calls breakpoint() (machinery/break_at.py)
+                optimizer.zero_grad()  # Keras: self.zero_grad()
+                loss.backward()  # Keras: the gradients of the loss with respect to the trainable weights
+                optimizer.step()  # Keras: optimizer.apply(gradients, trainable_weights)
 
                 # Keras: the epoch's metrics come from each batch's pre-update, training-mode
                 # predictions, as batch-size weighted running means
@@ -158,12 +154,11 @@ def fit(
 
             # --- end of epoch: Keras's History callback, then the user's hook, then EarlyStopping ---
             history.append(epoch, logs)
-            if on_epoch_end is not None and distributed.is_main_process():
+            if on_epoch_end is not None and distributed.is_main_process():  # [torchrun] rank 0 writes
                 on_epoch_end(epoch, logs)
             if early_stopping is not None and early_stopping.update(epoch, logs, model):
                 break
-            if stop_requested[0]:  # Ctrl-C during the validation: the epoch is logged, then stop
-                raise TrainingInterrupted(history, epoch + 1)
+            watch.epoch_logged()  # a Ctrl-C during the validation stops here: the epoch is kept
 
     if early_stopping is not None:
         early_stopping.finish(model)  # Keras: restore_best_weights acts at the end of training

@@ -87,10 +87,23 @@ def check_fit_arguments(epochs: int, batch_size: int, validation_split: float) -
     return int(epochs), int(batch_size)
 
 
+class LossFunction(nn.Module):
+    """A loss given as a plain function, ``F.cross_entropy`` say, as a module: PyTorch's forward
+    hooks (``--trace``, ``--break-at``) attach to modules only."""
+
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.function(logits, labels)
+
+
 def checked_arguments(model: nn.Module, loss_fn, optimizer, epochs, batch_size) -> tuple:
     """``(loss_fn, optimizer, epochs, batch_size)``: what Keras's ``compile`` and ``fit`` take,
-    checked and in the form ``fit`` uses (an optimizer from its name, Python integers)."""
+    checked and in the form ``fit`` uses (a loss module, an optimizer from its name, Python integers)."""
     loss_fn, optimizer = checked_loss_and_optimizer(model, loss_fn, optimizer)
+    loss_fn = loss_fn if isinstance(loss_fn, nn.Module) else LossFunction(loss_fn)
     return (loss_fn, optimizer, *check_fit_arguments(epochs, batch_size, 0.0))
 
 

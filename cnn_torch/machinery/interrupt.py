@@ -8,7 +8,10 @@ The debugger (``--break-at``, or a ``breakpoint()`` of your own) follows the sam
 while ``fit`` runs, ``breakpoint()`` opens pdb without pdb's own Ctrl-C handler, so after
 ``c`` a Ctrl-C still stops training after the batch instead of dropping into pdb somewhere
 inside torch; and ``q`` stops training as Ctrl-C does (:class:`TrainingInterrupted`, with
-the finished epochs), so a run quit from the debugger is recorded as interrupted.
+the finished epochs), so a run quit from the debugger is recorded as interrupted. That pdb
+also skips torch's frames and the ``--break-at`` hook's (:mod:`cnn_torch.machinery.break_at`):
+it stops on the next line of the lesson's code, and ``n`` and ``s`` step through fit and the
+model, not through torch's module machinery.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+
+# Modules whose frames fit's pdb passes over: a step never stops inside them, so the --break-at hook's
+# breakpoint() stops on fit's line after the loss, and stepping stays in the lesson's code.
+PASSED_OVER = ("torch", "torch.*", "cnn_torch.machinery.break_at")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -75,7 +82,9 @@ def _debugger_quit_stops_training(history) -> Iterator[None]:
 
 
 def _pdb_leaving_ctrl_c_alone(*args, **kwargs) -> None:
-    """``breakpoint()`` during ``fit``: Python's pdb, told not to take over Ctrl-C (``nosigint``)."""
+    """``breakpoint()`` during ``fit``: Python's pdb, told not to take over Ctrl-C (``nosigint``)
+    and to pass over torch's frames and the ``--break-at`` hook's (``skip``)."""
     import pdb
 
-    pdb.Pdb(nosigint=True).set_trace(sys._getframe(1))  # stop in the caller, as breakpoint() does
+    debugger = pdb.Pdb(nosigint=True, skip=PASSED_OVER)
+    debugger.set_trace(sys._getframe(1))  # stop at the caller's next line, as breakpoint() does (or further up)

@@ -3,7 +3,8 @@
 - Keras's ``TerminateOnNaN``: stop at the first batch whose loss is NaN or inf, keeping the
   History of the finished epochs and that batch's sample indices (:class:`NonFiniteLoss`).
 - The progress display (:mod:`cnn_torch.machinery.progress`), fed the running means.
-- Ctrl-C: after the first one the batch finishes, then :class:`TrainingInterrupted`.
+- Ctrl-C: after the first one the batch finishes, then :class:`TrainingInterrupted`; during the
+  validation, the epoch is logged first (``watch.epoch_logged``).
 
 The loss and accuracy are read back from the device every few steps, not every step: each
 read is a CPU-GPU sync point that would stall the GPU's queue of work.
@@ -63,3 +64,8 @@ class EpochWatch:
 
     def epoch_done(self, logs: dict[str, float]) -> None:
         self.progress.close(logs)
+
+    def epoch_logged(self) -> None:
+        """After the epoch is in the History and its hooks ran: a Ctrl-C during the validation stops here."""
+        if self.stop_requested[0]:
+            raise TrainingInterrupted(self.history, self.epoch + 1)

@@ -125,6 +125,24 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+class AutocastForward(torch.nn.Module):
+    """``model``'s forward pass under bf16 autocast, its logits handed back in float32 for the loss."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, precision: str):
+        super().__init__()
+        self.model, self.device, self.precision = model, device, precision
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.precision):
+            return self.model(images).float()
+
+
+def in_precision(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
+    """The model the training forward pass goes through: ``model`` itself in fp32, else
+    :class:`AutocastForward` around it (its hooks still fire: they are on ``model``)."""
+    return model if precision == "fp32" else AutocastForward(model, device, precision)
+
+
 def cpu_name() -> str:
     """The CPU's model name (Linux's /proc/cpuinfo), for benchmark records: a speed is a fact about one CPU."""
     import platform

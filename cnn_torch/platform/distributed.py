@@ -57,6 +57,45 @@ def global_batch_loss(local_mean_loss: torch.Tensor, local_size: int, global_siz
     return local_mean_loss * (local_size * world_size / global_size)
 
 
+class RankShareLoss(torch.nn.Module):
+    """[torchrun] The loss a rank trains with: ``loss_fn`` on this rank's share of each global batch.
+
+    Its value is the share's mean loss, what the metrics add up and the NaN check reads; a hook on
+    it scales the gradient by ``n_rank * W / N`` (:func:`global_batch_loss`), so that DDP's average
+    over the ranks is the whole batch's gradient and the loop still calls ``loss.backward()``. An
+    empty share gives a zero loss still joined to the graph: that rank takes part in DDP's gradient
+    all-reduce too. The global batch's size ``N`` is not in the share: it comes from the batch
+    schedule (full batches, then the last partial one), so each call with gradients on is one
+    training batch, in order, as ``fit`` makes them; calls without (``evaluate``) pass through.
+    """
+
+    def __init__(self, loss_fn, num_samples: int, batch_size: int):
+        super().__init__()
+        self.loss_fn, self.num_samples, self.batch_size = loss_fn, num_samples, batch_size
+        self.steps, self.batches = -(-num_samples // batch_size), 0
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = self.loss_fn(logits, labels)
+        if not torch.is_grad_enabled():
+            return loss
+        step, self.batches = self.batches % self.steps, self.batches + 1
+        global_size = min(self.batch_size, self.num_samples - step * self.batch_size)
+        rank, world_size = rank_and_world_size()
+        if len(labels) != global_size // world_size + (rank < global_size % world_size):  # local_share's size
+            raise RuntimeError(f"rank {rank}: {len(labels)} samples are not its share of batch {step + 1}")
+        if not len(labels):  # the mean of nothing is NaN: a zero loss instead, still joined to the graph
+            return logits.sum() * 0.0
+        if loss.requires_grad:  # back-propagate as if it were global_batch_loss(loss): the same factor
+            loss.register_hook(lambda grad: global_batch_loss(grad, len(labels), global_size))
+        return loss
+
+
+def loss_for_rank(loss_fn, num_samples: int, batch_size: int):
+    """``loss_fn`` itself in one process; under torchrun, :class:`RankShareLoss` around it."""
+    _, world_size = rank_and_world_size()
+    return loss_fn if world_size == 1 else RankShareLoss(loss_fn, num_samples, batch_size)
+
+
 def all_reduce_sums(*sums: torch.Tensor) -> list[torch.Tensor]:
     """Add up metric sums (loss x samples, correct, seen) across ranks; identity in one process.
 
