@@ -18,7 +18,6 @@ from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
 from cnn_torch.keras_rules.stopping import EarlyStopping
 from cnn_torch.machinery.checks import checked_arguments, checked_fit_data
-from cnn_torch.machinery.first_batch_trace import trace_first_batch
 from cnn_torch.machinery.progress import resolve_verbose
 from cnn_torch.machinery.session import training_session
 from cnn_torch.machinery.watch import EpochWatch, NonFiniteLoss
@@ -95,33 +94,28 @@ def fit(
     steps = math.ceil(len(train_images) / batch_size)  # Keras: the last partial batch is kept
     history = model.history = history if history is not None else History()  # Keras keeps it on the model too
     history.params = {"verbose": verbose, "epochs": epochs, "steps": steps}  # Keras's params ('auto' stays 'auto')
-    # a validation batch larger than Keras's gives the same weighted means (up to rounding), faster
-    validation_batch_size = validation_batch_size or max(batch_size, 256)
     if early_stopping is not None:
         early_stopping.on_train_begin()  # Keras: its state is reset at the start of every fit
-    if trace:  # narrate the first batch, through hooks on the model, the loss and the optimizer
-        first_batch = epoch_order(len(train_images), shuffle, seed, initial_epoch)[:batch_size]
-        trace_first_batch(model, loss_fn, optimizer, initial_epoch, steps, distributed.local_share(first_batch))
     # The model's training forward pass: under autocast for bf16; [torchrun] in DDP. [torchrun] The loss
     # back-propagates this rank's share as part of the global batch. In one fp32 process, model and loss_fn.
     training_model = distributed.wrap_model(in_precision(model, device, precision), device)
     loss_fn = distributed.loss_for_rank(loss_fn, len(train_images), batch_size)
 
     # Around the loop, not in it: Ctrl-C finishes the batch then stops; the debugger (--break-at's hook on
-    # the loss, pdb's q); CPU trainings share the cores; malloc keeps freed memory (machinery/session.py)
-    with training_session(model, loss_fn, optimizer, device, history, break_at, initial_epoch, steps) as stop_requested:
+    # the loss, pdb's q); --trace narrates the first batch through hooks; CPU trainings share the cores;
+    # malloc keeps freed memory (machinery/session.py)
+    first_batch = epoch_order(len(train_images), shuffle, seed, initial_epoch)[:batch_size] if trace else None
+    with training_session(model, loss_fn, optimizer, device, initial_epoch, steps, break_at, first_batch) as ctrl_c:
         for epoch in range(initial_epoch, epochs):
             # --- train ---
             model.train()  # Keras: training=True, so dropout is on
-            # Keras: metrics are reset at the start of every epoch
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            seen = 0
+            # Keras: metrics are reset at the start of every epoch (the loss sum, the correct count, the samples)
+            loss_sum, correct, seen = torch.zeros((), device=device), torch.tensor(0, device=device), 0
             # Keras: shuffle=True draws one full permutation of the sample indices per epoch
             order = epoch_order(len(train_images), shuffle, seed, epoch).to(device)
-            watch = EpochWatch(resolve_verbose(verbose), epoch, epochs, order, batch_size, history, stop_requested)
-            for step, global_batch in enumerate(order.split(batch_size)):
-                batch_indices = distributed.local_share(global_batch)  # [torchrun] this rank's share
+            watch = EpochWatch(resolve_verbose(verbose), epoch, epochs, order, batch_size, history, ctrl_c)
+            # Keras: batches of batch_size in that order ([torchrun] each rank takes its share of every batch)
+            for step, batch_indices in enumerate(distributed.local_shares(order, batch_size)):
                 # the lesson's / 255.0, per batch
                 images, labels = as_float(train_images[batch_indices]), train_labels[batch_indices]
 
@@ -146,10 +140,11 @@ def fit(
             logs = {"loss": (loss_sum / seen).item(), "accuracy": (correct / seen).item()}
 
             # --- validate: Keras evaluates after the epoch, in eval mode, without gradients ---
+            # (a validation batch larger than Keras's gives the same weighted means, up to rounding, faster)
             if val_images is not None:
-                logs["val_loss"], logs["val_accuracy"] = evaluate(
-                    model, val_images, val_labels, validation_batch_size, loss_fn, device, precision
-                )
+                logs["val_loss"], logs["val_accuracy"] = evaluate(model, val_images, val_labels,
+                                                                  validation_batch_size or max(batch_size, 256),
+                                                                  loss_fn, device, precision)  # fmt: skip
             watch.epoch_done(logs)  # Keras prints the epoch's line with the val_ numbers
 
             # --- end of epoch: Keras's History callback, then the user's hook, then EarlyStopping ---

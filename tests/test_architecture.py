@@ -21,7 +21,8 @@ def test_the_layer_contracts_hold():
     the middle, the machinery underneath, and no circles. Its own report is the failure message."""
     pytest.importorskip("importlinter", reason="import-linter is in the dev extra: pip install -e '.[dev]'")
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"],
+        [sys.executable, "-c",
+         "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

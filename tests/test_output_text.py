@@ -69,6 +69,6 @@ def test_predict_help_has_no_default_none(tmp_path):
 
 
 def test_the_readme_names_the_confusion_matrix_file_evaluate_writes():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "python-api.md").read_text()
     assert "fig/<run>_<split>_confusion_matrix.png" in readme and "fig/<run>_confusion_matrix.png" not in readme
-    assert '_{args.split}_confusion_matrix.png"' in (SCRIPTS / "evaluate.py").read_text()
+    assert '_{args.split}_confusion_matrix.png"' in (ROOT / "cnn_torch" / "cli" / "evaluate.py").read_text()

@@ -42,6 +42,12 @@ def local_share(global_batch: torch.Tensor) -> torch.Tensor:
     return torch.tensor_split(global_batch, world_size)[rank]
 
 
+def local_shares(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """The epoch's batches of ``batch_size`` indices from ``order`` (the last one partial, as Keras
+    keeps it), each as this rank's share (:func:`local_share`); the batches themselves in one process."""
+    return [local_share(global_batch) for global_batch in order.split(batch_size)]
+
+
 def global_batch_loss(local_mean_loss: torch.Tensor, local_size: int, global_size: int) -> torch.Tensor:
     """Scale a rank's mean loss so DDP's gradient *average* equals the whole batch's gradient.
 
