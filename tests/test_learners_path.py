@@ -236,7 +236,8 @@ def test_pdb_recipe_prints_the_loss_in_the_clone_s_training_py(tmp_path):
     """docs/debugging.md's recipe, as written: b LINE, c, p loss (and a look at the images), q."""
     commands = f"b cnn_torch/training.py:{readme_pdb_line()}\nc\np loss\np tuple(images.shape)\nq\n"
     result = run_script("-m", "pdb", "-m", "cnn_torch", "train", "--dataset", "shapes", "--limit", "64",
-                        "--epochs", "1", "--quiet", "--out", tmp_path / "run", cwd=ROOT, env=OFFLINE, stdin=commands)  # fmt: skip
+                        "--epochs", "1", "--quiet", "--out", tmp_path / "run",
+                        cwd=ROOT, env=OFFLINE, stdin=commands)  # fmt: skip
     assert "Breakpoint 1 at" in result.stdout and str(ROOT / "cnn_torch" / "training.py") in result.stdout
     assert re.search(r"\(Pdb\) tensor\(\d+\.\d+, grad_fn=<NllLossBackward0>\)", result.stdout), result.stdout
     assert "NameError" not in result.stdout and "(32, 3, 32, 32)" in result.stdout
