@@ -71,9 +71,9 @@ def add_data_flags(parser: argparse.ArgumentParser, validation_split: bool = Tru
             " (default: validate on DIR/val/, else the test split; 0.2 when there is neither)",
         )  # fmt: skip
     parser.add_argument(
-        "--jpeg-decoder", choices=list(JPEG_DECODERS), default="keras",
-        help="how a folder's JPEG files are decoded: keras, TensorFlow's fast decoder, Keras's own pixels"
-        " (default); accurate, PIL's and torchvision's decoder, up to a few levels apart",
+        "--jpeg-decoder", choices=list(JPEG_DECODERS), default=None,
+        help="how a folder's JPEG files are decoded: keras, TensorFlow's fast decoder, Keras's own pixels;"
+        " accurate, PIL's and torchvision's, up to a few levels apart (default: keras; evaluate.py: the run's)",
     )  # fmt: skip
     add_image_flags(parser)
 
@@ -115,7 +115,7 @@ def check_data_flags(args) -> None:
         raise UserError(f"--image-size takes two positive numbers, height and width, got {height} {width}: try 32 32")
     if getattr(args, "crop_to_aspect_ratio", False) and getattr(args, "pad_to_aspect_ratio", False):
         raise UserError("--crop-to-aspect-ratio and --pad-to-aspect-ratio cannot both be given: choose one, as Keras")
-    if getattr(args, "jpeg_decoder", "keras") not in JPEG_DECODERS:  # a run.json edited by hand, an API caller
+    if getattr(args, "jpeg_decoder", None) not in (None, *JPEG_DECODERS):  # a run.json edited by hand, an API caller
         raise UserError(f"--jpeg-decoder must be one of {', '.join(JPEG_DECODERS)}, got {args.jpeg_decoder!r}:"
                         " try --jpeg-decoder keras")  # fmt: skip
 
@@ -127,7 +127,7 @@ def data_options(args) -> dict:
         "class_names": getattr(args, "classes", None),
         "crop_to_aspect_ratio": getattr(args, "crop_to_aspect_ratio", False),
         "pad_to_aspect_ratio": getattr(args, "pad_to_aspect_ratio", False),
-        "jpeg_decoder": getattr(args, "jpeg_decoder", "keras"),
+        "jpeg_decoder": getattr(args, "jpeg_decoder", None) or "keras",
     }
 
 

@@ -307,7 +307,7 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
         history, initial_epoch = History.from_dict(resumed["history"]), resumed["epoch"]
         restore_rng_state(resumed["rng"])
     data = describe_data(lesson, validation_split, args.batch_size, notice, args.limit,
-                         getattr(args, "jpeg_decoder", "keras"))  # fmt: skip
+                         getattr(args, "jpeg_decoder", None) or "keras")  # fmt: skip
     check_break_at(args.break_at, args.epochs, data["steps_per_epoch"])
     run_dir = Path(args.resume) if args.resume else None
     if rank == 0:  # claim the directory: made by this process, locked while it trains
