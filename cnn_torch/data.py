@@ -86,6 +86,7 @@ def load_data(
     crop_to_aspect_ratio: bool = False,
     pad_to_aspect_ratio: bool = False,
     validation_split: float | None = None,
+    jpeg_decoder: str = "keras",
 ) -> LessonData:
     """Load ``dataset`` ("cifar10", "folder" or "shapes") at ``image_size`` (height, width).
 
@@ -96,6 +97,9 @@ def load_data(
     ``limit`` caps the training images: for "shapes" it is the number generated (default
     ``DEFAULT_SHAPES_SIZE``); elsewhere a class-balanced random subset (seeded by ``seed``)
     of the training split, taken after the class subset.
+
+    ``jpeg_decoder``: a folder's JPEG files read as Keras reads them ("keras", TensorFlow's
+    decoder) or with PIL's accurate decoder ("accurate"), a few levels apart.
     """
     dataset = resolve_dataset(dataset, data_dir)
     if limit is not None and limit <= 0:
@@ -113,7 +117,8 @@ def load_data(
     else:
         if data_dir is None:
             raise UserError("--dataset folder needs --data-dir: pass the folder that holds train/<class>/<image>")
-        data = load_image_folder(data_dir, image_size, seed, class_names, crop_to_aspect_ratio, pad_to_aspect_ratio)
+        data = load_image_folder(data_dir, image_size, seed, class_names, crop_to_aspect_ratio, pad_to_aspect_ratio,
+                                 jpeg_decoder)  # fmt: skip
     if limit is not None:
         train_images, train_labels = limit_per_class(data.train_images, data.train_labels, limit, seed)
         data = replace(data, train_images=train_images, train_labels=train_labels)

@@ -22,6 +22,7 @@ from cnn_torch.keras_rules.optim import KERAS_LEARNING_RATES
 from cnn_torch.machinery.interrupt import TrainingInterrupted
 from cnn_torch.models import ACTIVATIONS, PRETRAINED_MODELS, model_names
 from cnn_torch.platform import distributed
+from cnn_torch.sources.image_files import JPEG_DECODERS
 
 # The lesson models' input (height, width): images are resized to it unless --image-size says otherwise.
 DEFAULT_IMAGE_SIZE = (32, 32)
@@ -46,7 +47,7 @@ SEVERAL = "one setting per value: "
 
 
 def add_data_flags(parser: argparse.ArgumentParser, validation_split: bool = True) -> None:
-    """--dataset, --data-dir, --limit, --validation-split (train and compare) and the image flags."""
+    """--dataset, --data-dir, --limit, --validation-split (train and compare), --jpeg-decoder and the image flags."""
     parser.add_argument(
         "--dataset", choices=list(data.DATASETS), default=None,
         help="default: what --data-dir holds; without --data-dir, CIFAR-10 (downloaded into data/),"
@@ -69,6 +70,11 @@ def add_data_flags(parser: argparse.ArgumentParser, validation_split: bool = Tru
             help="hold out the LAST fraction of the training images, as Keras does"
             " (default: validate on DIR/val/, else the test split; 0.2 when there is neither)",
         )  # fmt: skip
+    parser.add_argument(
+        "--jpeg-decoder", choices=list(JPEG_DECODERS), default=None,
+        help="how a folder's JPEG files are decoded: keras, TensorFlow's fast decoder, Keras's own pixels;"
+        " accurate, PIL's and torchvision's, up to a few levels apart (default: keras; evaluate.py: the run's)",
+    )  # fmt: skip
     add_image_flags(parser)
 
 
@@ -109,6 +115,9 @@ def check_data_flags(args) -> None:
         raise UserError(f"--image-size takes two positive numbers, height and width, got {height} {width}: try 32 32")
     if getattr(args, "crop_to_aspect_ratio", False) and getattr(args, "pad_to_aspect_ratio", False):
         raise UserError("--crop-to-aspect-ratio and --pad-to-aspect-ratio cannot both be given: choose one, as Keras")
+    if getattr(args, "jpeg_decoder", None) not in (None, *JPEG_DECODERS):  # a run.json edited by hand, an API caller
+        raise UserError(f"--jpeg-decoder must be one of {', '.join(JPEG_DECODERS)}, got {args.jpeg_decoder!r}:"
+                        " try --jpeg-decoder keras")  # fmt: skip
 
 
 def data_options(args) -> dict:
@@ -118,6 +127,7 @@ def data_options(args) -> dict:
         "class_names": getattr(args, "classes", None),
         "crop_to_aspect_ratio": getattr(args, "crop_to_aspect_ratio", False),
         "pad_to_aspect_ratio": getattr(args, "pad_to_aspect_ratio", False),
+        "jpeg_decoder": getattr(args, "jpeg_decoder", None) or "keras",
     }
 
 

@@ -306,7 +306,8 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
         optimizer.load_state_dict(resumed["optimizer"]["state_dict"])
         history, initial_epoch = History.from_dict(resumed["history"]), resumed["epoch"]
         restore_rng_state(resumed["rng"])
-    data = describe_data(lesson, validation_split, args.batch_size, notice, args.limit)
+    data = describe_data(lesson, validation_split, args.batch_size, notice, args.limit,
+                         getattr(args, "jpeg_decoder", None) or "keras")  # fmt: skip
     check_break_at(args.break_at, args.epochs, data["steps_per_epoch"])
     run_dir = Path(args.resume) if args.resume else None
     if rank == 0:  # claim the directory: made by this process, locked while it trains
@@ -388,9 +389,11 @@ def close_run(run: Run, status: str, args) -> int:
 
 
 def describe_data(lesson, validation_split: float | None, batch_size: int, notice: str | None,
-                  limit: int | None = None) -> dict:  # fmt: skip
+                  limit: int | None = None, jpeg_decoder: str = "keras") -> dict:  # fmt: skip
     """What the run trains and validates on, for run.json and the start-of-run lines."""
     import math
+
+    from cnn_torch.sources.image_files import jpeg_decoder_in_use
 
     total = len(lesson.train_labels)
     if validation_split:  # Keras's validation_split: the last fraction of the samples
@@ -423,6 +426,9 @@ def describe_data(lesson, validation_split: float | None, batch_size: int, notic
         "class_names": list(lesson.class_names),
         # each size that was resized to image_size, with its count: {"64x64": 120, ...}
         "resized_from": {f"{h}x{w}": count for (h, w), count in lesson.resized_from.items()},
+        # how a folder's JPEG files were decoded: "keras" (TensorFlow's pixels) or "accurate" (PIL's);
+        # the one that ran ("accurate" when simplejpeg is missing); None for arrays (CIFAR-10, shapes)
+        "jpeg_decoder": jpeg_decoder_in_use(jpeg_decoder) if lesson.source.startswith("folder:") else None,
     }
 
 

@@ -1,9 +1,13 @@
 """Image files into ``uint8`` tensors, decoded and resized the way Keras's
 ``image_dataset_from_directory(image_size=...)`` does it.
 
-Decoding: PIL, for every format (JPEG through libjpeg-turbo, PNG, GIF, BMP, ...). Every image
-becomes RGB: grayscale is repeated over three channels and an alpha channel is dropped, not
-blended, as ``tf.image.decode_image(channels=3)`` does; an animated GIF gives its first frame.
+Decoding: JPEG as TensorFlow decodes it, by default (``jpeg_decoder="keras"``): libjpeg-turbo
+with its fast integer inverse DCT and fancy upsampling, ``tf.io.decode_jpeg``'s defaults, through
+simplejpeg. PIL and torchvision use the accurate inverse DCT, which reads the same file up to a
+few levels apart (``jpeg_decoder="accurate"`` keeps it). Every other format (PNG, GIF, BMP, ...)
+is decoded by PIL. Every image becomes RGB: grayscale is repeated over three channels and an
+alpha channel is dropped, not blended, as ``tf.image.decode_image(channels=3)`` does; an
+animated GIF gives its first frame.
 
 Resizing (:func:`resize`): Keras resizes every image to ``image_size`` with bilinear
 interpolation and no antialiasing (``tf.image.resize``), stretching it unless asked to
@@ -13,15 +17,17 @@ with black (``tf.image.resize_with_pad``). Keras keeps the result as float32; cn
 keeps ``uint8`` (a quarter of the memory) and rounds, so each pixel is within 0.5 of
 Keras's value.
 
-``predict`` reads a learner's own image with :func:`load_image`, resized exactly as the
-training images were: the lesson's ``keras.utils.load_img(target_size=...)`` would use
+``predict`` reads a learner's own image with :func:`load_image`, decoded and resized exactly as
+the training images were: the lesson's ``keras.utils.load_img(target_size=...)`` would use
 PIL's nearest neighbour instead, which shows the model a blockier image than it trained on.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +38,10 @@ from cnn_torch.platform.device import as_float
 from cnn_torch.platform.tf_resize import resize_with_pad
 
 _JPEG_EXTENSIONS = (".jpeg", ".jpg")
+# "keras": tf.io.decode_jpeg's pixels (libjpeg-turbo's fast integer DCT); "accurate": PIL's (the accurate DCT)
+JPEG_DECODERS = ("keras", "accurate")
+# How every JPEG file starts (SOI and the next marker's 0xFF): tf.io.decode_image tells JPEG by it, not by the name.
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 # --------------------------------------------------------------------------- resizing
@@ -78,9 +88,9 @@ def resize(
 # --------------------------------------------------------------------------- decoding
 
 
-def decode_files(paths: Sequence[str]) -> list[torch.Tensor]:
+def decode_files(paths: Sequence[str], jpeg_decoder: str = "keras") -> list[torch.Tensor]:
     """Decode image files into ``uint8`` RGB tensors (3, H, W), each at its own size."""
-    return [decode_image(path, read_bytes(path), "RGB") for path in paths]
+    return [decode_image(path, read_bytes(path), "RGB", jpeg_decoder) for path in paths]
 
 
 def read_bytes(path: str) -> bytes:
@@ -93,15 +103,44 @@ def read_bytes(path: str) -> bytes:
         ) from None
 
 
-def decode_image(path: str, raw: bytes, mode: str) -> torch.Tensor:
+def jpeg_decoder_in_use(jpeg_decoder: str = "keras") -> str:
+    """The JPEG decoder that runs when ``jpeg_decoder`` is asked for: itself, or "accurate" when
+    "keras"'s library, simplejpeg, is not installed (one warning then names the install)."""
+    if jpeg_decoder not in JPEG_DECODERS:
+        raise UserError(
+            f"unknown JPEG decoder {jpeg_decoder!r}: use keras (TensorFlow's pixels, the default) or accurate (PIL's)"
+        )
+    if jpeg_decoder == "keras" and _simplejpeg() is None:
+        return "accurate"
+    return jpeg_decoder
+
+
+@functools.cache  # one import, and one warning when it is missing
+def _simplejpeg():
+    try:
+        import simplejpeg
+    except ImportError:
+        warnings.warn(
+            "simplejpeg is not installed, so JPEG files are decoded by PIL's accurate decoder, up to a few levels"
+            " from the pixels Keras reads: pip install simplejpeg",
+            stacklevel=4,
+        )
+        return None
+    return simplejpeg
+
+
+def decode_image(path: str, raw: bytes, mode: str, jpeg_decoder: str = "keras") -> torch.Tensor:
     """One image file's bytes as a ``uint8`` tensor (C, H, W): ``mode`` "RGB" (C = 3) or "L" (C = 1).
 
-    PIL decodes it (JPEG with libjpeg-turbo, as torchvision's deprecated decoders did: the same
-    pixels). PIL's own conversion to RGB drops an alpha channel and repeats grey, as
-    ``tf.image.decode_image(channels=3)`` does; 16-bit greys it would clip at 255, so those keep
-    their high byte first, as TensorFlow scales 16 bits to 8; a palette with transparency goes
-    through RGBA, as PIL asks (it warns otherwise), to the same colours.
+    A JPEG file, by default, as TensorFlow decodes it (:func:`decode_jpeg_as_tensorflow`);
+    with ``jpeg_decoder="accurate"``, and every other format, PIL decodes it. PIL's own conversion
+    to RGB drops an alpha channel and repeats grey, as ``tf.image.decode_image(channels=3)`` does;
+    16-bit greys it would clip at 255, so those keep their high byte first, as TensorFlow scales
+    16 bits to 8; a palette with transparency goes through RGBA, as PIL asks (it warns otherwise),
+    to the same colours.
     """
+    if raw[:3] == _JPEG_SIGNATURE and jpeg_decoder_in_use(jpeg_decoder) == "keras":
+        return decode_jpeg_as_tensorflow(path, raw, mode)
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -114,14 +153,78 @@ def decode_image(path: str, raw: bytes, mode: str) -> torch.Tensor:
                 pil_image = pil_image.convert("RGBA")  # PIL's advice for a palette with alpha; RGB then drops it
             array = np.asarray(pil_image.convert(mode))
     except Exception as error:
-        reason = " ".join(str(error).split())[:80] or type(error).__name__
         if isinstance(error, UnidentifiedImageError):  # its message names an in-memory BytesIO, not the file
-            reason = "not an image format PIL knows"
-        raise UserError(
-            f"cannot decode image {path} ({reason}): the file is corrupt or not an image; delete or replace it"
-        ) from None
-    tensor = torch.from_numpy(array.copy())
+            raise _undecodable(path, "not an image format PIL knows") from None
+        raise _undecodable(path, error) from None
+    return _to_chw(array)
+
+
+def decode_jpeg_as_tensorflow(path: str, raw: bytes, mode: str) -> torch.Tensor:
+    """A JPEG file's pixels as ``tf.io.decode_jpeg(channels=3)`` (``mode`` "RGB") or ``channels=1``
+    ("L") gives them: libjpeg-turbo (through simplejpeg) with TensorFlow's defaults, the fast
+    integer inverse DCT (``dct_method=""``) and fancy upsampling.
+
+    As in TensorFlow: libjpeg converts grey to RGB and colour to grey (its Y channel); a CMYK or
+    YCCK file is decoded to CMYK and turned into RGB by TensorFlow's own integer formula; a
+    truncated file is refused, while libjpeg's warnings (stray bytes before a marker) are not.
+    """
+    simplejpeg = _simplejpeg()
+    try:
+        cmyk = simplejpeg.decode_jpeg_header(raw)[2] in ("CMYK", "YCCK")
+        array = _libjpeg_turbo(simplejpeg, raw, "CMYK" if cmyk else {"RGB": "RGB", "L": "GRAY"}[mode])
+    except ValueError as error:
+        raise _undecodable(path, error) from None
+    if cmyk:
+        array = _cmyk_to_rgb(array, _has_adobe_marker(raw))
+        if mode == "L":  # TensorFlow refuses CMYK to grey ("Unsupported color conversion request"): PIL's grey
+            from PIL import Image
+
+            array = Image.fromarray(array).convert("L")
+    return _to_chw(array)
+
+
+def _libjpeg_turbo(simplejpeg, raw: bytes, colorspace: str):
+    options = {"colorspace": colorspace, "fastdct": True, "fastupsample": False}
+    try:
+        return simplejpeg.decode_jpeg(raw, strict=True, **options)
+    except ValueError as error:
+        if "Premature end" in str(error):  # a truncated file: TensorFlow refuses it too
+            raise
+        return simplejpeg.decode_jpeg(raw, strict=False, **options)  # a warning only: TensorFlow decodes it
+
+
+def _cmyk_to_rgb(cmyk, adobe: bool):
+    """TensorFlow's CMYK to RGB (``jpeg_mem.cc``), in integers: Adobe's files store CMYK inverted."""
+    import numpy as np
+
+    c, m, y, k = (cmyk[..., i].astype(np.int32) for i in range(4))
+    if adobe:
+        rgb = (k * c // 255, k * m // 255, k * y // 255)
+    else:
+        rgb = ((255 - k) * (255 - c) // 255, (255 - k) * (255 - m) // 255, (255 - k) * (255 - y) // 255)
+    return np.stack(rgb, axis=-1).astype(np.uint8)
+
+
+def _has_adobe_marker(raw: bytes) -> bool:
+    """Whether the file has Adobe's APP14 marker (libjpeg's ``saw_Adobe_marker``), read by PIL from the header."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(raw)) as header:
+        return "adobe" in header.info
+
+
+def _to_chw(array) -> torch.Tensor:
+    import numpy as np
+
+    tensor = torch.from_numpy(np.array(array, dtype=np.uint8))  # a copy: writable, and PIL's image is freed
     return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()  # HWC -> CHW
+
+
+def _undecodable(path: str, error: Exception | str) -> UserError:
+    reason = error if isinstance(error, str) else " ".join(str(error).split())[:80] or type(error).__name__
+    return UserError(
+        f"cannot decode image {path} ({reason}): the file is corrupt or not an image; delete or replace it"
+    )
 
 
 # --------------------------------------------------------------------------- a learner's own images
@@ -133,27 +236,30 @@ def load_image(
     channels: int = 3,
     crop_to_aspect_ratio: bool = False,
     pad_to_aspect_ratio: bool = False,
+    jpeg_decoder: str = "keras",
 ) -> torch.Tensor:
-    """One image file as a ``uint8`` tensor of shape (channels, height, width), resized as training resized.
+    """One image file as a ``uint8`` tensor of shape (channels, height, width), decoded and resized
+    as training decoded and resized its images.
 
     ``image_size`` is (height, width), like Keras's ``target_size``. PNG, JPEG, BMP, GIF and
-    whatever else PIL reads work, of any size. A file that cannot be read or decoded raises
-    a UserError that names it.
+    whatever else PIL reads work, of any size; a JPEG reads as TensorFlow reads it unless
+    ``jpeg_decoder="accurate"``. A file that cannot be read or decoded raises a UserError that names it.
     """
     if channels not in (1, 3):
         raise UserError(f"models with {channels} input channels cannot read image files: use 3 (RGB) or 1 (grayscale)")
     path_text = str(Path(path))
-    image = decode_image(path_text, read_bytes(path_text), "RGB" if channels == 3 else "L")
+    image = decode_image(path_text, read_bytes(path_text), "RGB" if channels == 3 else "L", jpeg_decoder)
     return resize(image, image_size, crop_to_aspect_ratio, pad_to_aspect_ratio).contiguous()
 
 
 def load_images(
-    paths: Sequence[str | os.PathLike], image_size: tuple[int, int], channels: int = 3, **aspect: bool
+    paths: Sequence[str | os.PathLike], image_size: tuple[int, int], channels: int = 3, **options
 ) -> torch.Tensor:
-    """Several image files as one ``uint8`` (N, channels, height, width) batch; ``aspect`` as :func:`load_image`."""
+    """Several image files as one ``uint8`` (N, channels, height, width) batch; ``options``
+    (the aspect-ratio rule, ``jpeg_decoder``) as :func:`load_image`."""
     if not paths:
         raise UserError("no image files given: pass one or more image paths")
-    return torch.stack([load_image(path, image_size, channels, **aspect) for path in paths])
+    return torch.stack([load_image(path, image_size, channels, **options) for path in paths])
 
 
 def to_model_input(images: torch.Tensor, normalisation: dict) -> torch.Tensor:

@@ -8,11 +8,13 @@
 present. As in Keras: class names are the sorted subfolder names (or the ``class_names``
 given, in their order), labels their indices; files ending in .bmp .gif .jpeg .jpg .png
 (any case) are images, other files are skipped, subfolders of a class folder are searched
-too; every image is resized to ``image_size`` (``image_files.resize``). Hidden files and
-folders (``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints``) are skipped as well.
+too; JPEG files are decoded as TensorFlow decodes them, unless ``jpeg_decoder="accurate"``
+(``image_files.decode_image``); every image is resized to ``image_size`` (``image_files.resize``).
+Hidden files and folders (``.DS_Store``, ``._x.jpg``, ``.ipynb_checkpoints``) are skipped as well.
 
-Decoded images are cached (keyed on every file's path, size and modification time, and on
-the image size), so a second run over the 50,000 CIFAR-10 JPEGs starts in about a second.
+Decoded images are cached (keyed on every file's path, size and modification time, on the
+image size and on the JPEG decoder), so a second run over the 50,000 CIFAR-10 JPEGs starts
+in about a second.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from cnn_torch.errors import UserError
 from cnn_torch.platform.fileio import atomic_write
-from cnn_torch.sources.image_files import decode_files, resize
+from cnn_torch.sources.image_files import decode_files, jpeg_decoder_in_use, resize
 from cnn_torch.sources.lesson_data import LessonData
 
 # keras.utils.image_dataset_from_directory's accepted extensions (ALLOWLIST_FORMATS).
@@ -35,7 +37,7 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 SPLITS = ("train", "val", "test")
 
 # Bump when the cache file's layout or the decoding changes, so old caches are not reused.
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: JPEG decoded as TensorFlow decodes it by default, the decoder in the key
 # Files read and decoded at a time: bounds the memory held by undecoded bytes.
 _DECODE_CHUNK = 4096
 
@@ -51,14 +53,19 @@ def load_image_folder(
     class_names: list[str] | None = None,
     crop_to_aspect_ratio: bool = False,
     pad_to_aspect_ratio: bool = False,
+    jpeg_decoder: str = "keras",
 ) -> LessonData:
     """Images from ``DIR/train/<class>/*`` and, when present, ``DIR/val`` and ``DIR/test``.
+
+    JPEG files read as Keras reads them (TensorFlow's decoder) unless ``jpeg_decoder="accurate"``
+    (PIL's, a few levels apart): see ``image_files.decode_image``.
 
     The training images come back in an order shuffled by ``seed``, as Keras shuffles file
     paths (seeded) before taking a validation split. Without it the files would stay sorted by
     class, and a ``validation_split``, which takes the *last* fraction, would hold only the
     last classes. The val and test images keep their sorted order.
     """
+    jpeg_decoder = jpeg_decoder_in_use(jpeg_decoder)  # the one that runs: "accurate" without simplejpeg
     root = check_data_dir(data_dir)
     folders = {name: root / name for name in SPLITS if (root / name).is_dir()}
     if "train" not in folders:
@@ -76,7 +83,7 @@ def load_image_folder(
         )
 
     files = [entry for name in listed for entry in listed[name][1]]
-    how = (tuple(int(n) for n in image_size), bool(crop_to_aspect_ratio), bool(pad_to_aspect_ratio))
+    how = (tuple(int(n) for n in image_size), bool(crop_to_aspect_ratio), bool(pad_to_aspect_ratio), jpeg_decoder)
     images, sizes = _load_cached_or_decode(root, files, how, names)
     resized_from: dict[tuple[int, int], int] = {}
     for (height, width), count in zip(*torch.unique(sizes, dim=0, return_counts=True), strict=True):
@@ -226,9 +233,11 @@ def cache_dir() -> Path:
 
 def _cache_key(root: Path, files: list[_FileEntry], how: tuple) -> str:
     # Path, size and mtime of every file: editing, adding, removing or renaming any image
-    # gives a new key, without reading the image bytes. ``how`` is the size and aspect rule.
-    (height, width), crop, pad = how
-    digest = hashlib.sha256(f"cnn_torch-folder-v{_CACHE_VERSION} {height}x{width} crop={crop} pad={pad}\n".encode())
+    # gives a new key, without reading the image bytes. ``how`` is the size, the aspect rule and
+    # the JPEG decoder that runs (so installing simplejpeg later does not reuse PIL's pixels).
+    (height, width), crop, pad, jpeg_decoder = how
+    header = f"cnn_torch-folder-v{_CACHE_VERSION} {height}x{width} crop={crop} pad={pad} jpeg={jpeg_decoder}\n"
+    digest = hashlib.sha256(header.encode())
     prefix = len(str(root)) + 1  # every path starts with root and a separator
     for path, size, mtime in files:  # in split order: the cache holds the splits in this order
         digest.update(f"{path[prefix:].replace(os.sep, '/')}\t{size}\t{mtime}\n".encode())
@@ -269,11 +278,11 @@ def _write_cache(cache_file: Path, contents: dict) -> None:
 
 def _decode_files(paths: list[str], how: tuple) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode and resize image files into one (N, 3, H, W) uint8 tensor, a chunk of files at a time."""
-    image_size, crop, pad = how
+    image_size, crop, pad, jpeg_decoder = how
     out = torch.empty((len(paths), 3, *image_size), dtype=torch.uint8)
     sizes = torch.empty((len(paths), 2), dtype=torch.int32)
     for start in range(0, len(paths), _DECODE_CHUNK):
-        decoded = decode_files(paths[start : start + _DECODE_CHUNK])
+        decoded = decode_files(paths[start : start + _DECODE_CHUNK], jpeg_decoder)
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(decoded):
             by_size.setdefault((int(image.shape[1]), int(image.shape[2])), []).append(i)
