@@ -278,12 +278,12 @@ def write_images(folder: Path) -> dict[str, Path]:
 
 
 def decoded_rgb(path: Path) -> np.ndarray:
-    """The file decoded to RGB as training decodes it: JPEG by libjpeg through torchvision
-    (PIL's libjpeg build may differ by a level), everything else by PIL."""
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        from torchvision.io import ImageReadMode, decode_image
+    """The file decoded to RGB as training decodes it: JPEG as TensorFlow decodes it (libjpeg-turbo's
+    fast integer DCT, through simplejpeg), everything else by PIL."""
+    if path.suffix.lower() in (".jpg", ".jpeg"):  # TensorFlow's decoder: libjpeg-turbo's fast DCT
+        import simplejpeg
 
-        return decode_image(str(path), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+        return simplejpeg.decode_jpeg(path.read_bytes(), fastdct=True, fastupsample=False)
     with Image.open(path) as source:
         return np.asarray(source.convert("RGB"))
 

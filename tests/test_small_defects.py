@@ -122,7 +122,8 @@ def test_decoding_warns_of_nothing(tmp_path):
     Image.fromarray(np.full((8, 8), 0xAB00, dtype=np.uint16)).save(tmp_path / "deep.png")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torchvision's decoders warned of their deprecation on every call
-        photo = load_image(tmp_path / "photo.jpg", (12, 10))
+        photo = load_image(tmp_path / "photo.jpg", (12, 10), jpeg_decoder="accurate")
+        load_image(tmp_path / "photo.jpg", (12, 10))  # the default, TensorFlow's decoder, warns of nothing either
         alpha = load_image(tmp_path / "alpha.png", (12, 10))
         deep = load_image(tmp_path / "deep.png", (8, 8), channels=1)
     with Image.open(tmp_path / "photo.jpg") as source:

@@ -746,7 +746,7 @@ def compare(
 COMPARISON_FLAGS = (
     "model", "dataset", "data_dir", "validation_split", "limit", "seed", "precision", "monitor", "deterministic",
     "epochs", "folds", "image_size", "classes", "crop_to_aspect_ratio", "pad_to_aspect_ratio", "batch_norm",
-    "weights", "fig_dir",
+    "weights", "fig_dir", "jpeg_decoder",
 )
 
 

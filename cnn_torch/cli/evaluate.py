@@ -152,6 +152,7 @@ def load_split(args: argparse.Namespace, checkpoint_path: Path, checkpoint: dict
         "class_names": args.classes or flags.get("classes"),
         "crop_to_aspect_ratio": args.crop_to_aspect_ratio or bool(flags.get("crop_to_aspect_ratio")),
         "pad_to_aspect_ratio": args.pad_to_aspect_ratio or bool(flags.get("pad_to_aspect_ratio")),
+        "jpeg_decoder": getattr(args, "jpeg_decoder", None) or flags.get("jpeg_decoder") or "keras",
     }
     lesson = data.load_data(dataset, data_dir, limit=limit, seed=seed or 0, **options)
     if lesson.class_names != checkpoint["class_names"]:

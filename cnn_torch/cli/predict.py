@@ -68,7 +68,9 @@ def predict_files(args: argparse.Namespace) -> int:
     aspect = {
         name: getattr(args, name) or bool(trained.get(name)) for name in ("crop_to_aspect_ratio", "pad_to_aspect_ratio")
     }
-    images = load_images(args.images, (height, width), channels, **aspect)
+    # JPEG files decoded as the run's were (Keras's decoder unless the run asked for the accurate one)
+    jpeg_decoder = getattr(args, "jpeg_decoder", None) or trained.get("jpeg_decoder") or "keras"
+    images = load_images(args.images, (height, width), channels, **aspect, jpeg_decoder=jpeg_decoder)
     inputs = to_model_input(images, checkpoint["normalisation"])
 
     # 3. Keras's model.predict; softmax turns the logits into probabilities
