@@ -35,6 +35,7 @@ from cnn_torch.sources.image_folder import (
 )
 from cnn_torch.sources.lesson_data import (
     LessonData,
+    check_class_names,
     limit_per_class,
     select_classes,
     split_validation,
@@ -120,6 +121,7 @@ def load_data(
     of the training split, taken after the class subset.
     """
     dataset = resolve_dataset(dataset, data_dir)
+    check_class_names(class_names)  # before any source reads a folder twice under two labels
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be a positive number of images, got {limit}")
     image_size = (int(image_size[0]), int(image_size[1]))

@@ -24,6 +24,7 @@ import torch
 
 from cnn_torch import data
 from cnn_torch.errors import UserError
+from cnn_torch.sources.lesson_data import repeated_classes
 from cnn_torch.sources.lesson_folders import LESSON_CLASSES, write_png, write_split_folders
 
 # The lesson's five classes of CIFAR-10, in its order (episode 01's class_names).
@@ -70,7 +71,7 @@ def prepare_datasets(
     Mistakes in the settings are named as the notebooks' settings cell spells them
     (``DATA_DIR = ...``), checked before anything is read or downloaded.
     """
-    check_settings(dataset, data_dir, limit)
+    check_settings(dataset, data_dir, limit, class_names)
     if class_names is None and dataset == "cifar10-5":
         class_names = CIFAR10_FIVE
     source = "cifar10" if dataset == "cifar10-5" else dataset
@@ -96,7 +97,9 @@ def prepare_datasets(
     return train_ds, val_ds, test_ds
 
 
-def check_settings(dataset: str, data_dir: str | os.PathLike | None, limit: int | None) -> None:
+def check_settings(
+    dataset: str, data_dir: str | os.PathLike | None, limit: int | None, class_names: list[str] | None = None
+) -> None:
     """The notebooks' settings (``DATASET``, ``DATA_DIR``, ``LIMIT``), checked before any data is
     read, each mistake named as the settings cell spells it: the command line's checks name its
     flags (``cli/flags.py``), these name the cell's lines."""
@@ -104,6 +107,9 @@ def check_settings(dataset: str, data_dir: str | os.PathLike | None, limit: int 
         raise UserError(f"unknown DATASET {dataset!r}: choose one of {', '.join(NOTEBOOK_DATASETS)}")
     if limit is not None and limit <= 0:
         raise UserError(f"LIMIT = {limit} is not a number of images: set LIMIT = 1250, or None for all of them")
+    repeated = repeated_classes(class_names)
+    if repeated:
+        raise UserError(f"class_names names {', '.join(repeated)} more than once: name each class once")
     if data_dir is None:
         if dataset == "folder":
             raise UserError('DATASET = "folder" reads DATA_DIR: set DATA_DIR = "path/to/images", the folder'

@@ -196,13 +196,14 @@ def test_a_folder_that_holds_anything_is_refused_and_left_alone(jpeg_copy, tmp_p
     # the command: one line on stderr, exit 2, nothing on stdout
     assert commands.main(["lesson-data", "--from", str(jpeg_copy), "--to", str(target)]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1 and captured.err.startswith("error: ")
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"error: --to {target} already exists and is not empty: delete it first, or pass")
     # an empty folder (made for it) is filled
     (target / "notes.txt").unlink()
     assert build_lesson_folders(jpeg_copy, target, per_class=SMALL).counts["train"] == 20
 
 
-def test_ctrl_c_leaves_no_folder_that_looks_complete(jpeg_copy, tmp_path, monkeypatch):
+def test_ctrl_c_leaves_no_folder_that_looks_complete(jpeg_copy, tmp_path, monkeypatch, capsys):
     written = []
     real_write = lesson_folders.write_png
 
@@ -217,6 +218,13 @@ def test_ctrl_c_leaves_no_folder_that_looks_complete(jpeg_copy, tmp_path, monkey
         build_lesson_folders(jpeg_copy, tmp_path / "cifar10_images_small", per_class=SMALL)
     assert len(written) == 30
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("cifar10_images_small")]
+    # the command: exit 130 and one line that says nothing was written
+    written.clear()
+    assert commands.main(["lesson-data", "--from", str(jpeg_copy), "--to", str(tmp_path / "small")]) == 130
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == f"interrupted: nothing written, {tmp_path / 'small'} was not made"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("small")]
 
 
 def test_a_source_that_is_not_cifar10_or_too_small_is_one_line_naming_the_fix(jpeg_copy, tmp_path):
@@ -296,22 +304,29 @@ def test_folder_takes_a_class_list_and_cifar10_5_reads_the_built_folders(jpeg_co
 
 @pytest.mark.parametrize(
     ("settings", "words"),
-    [(("folder", None), 'DATASET = "folder" reads DATA_DIR: set DATA_DIR = "path/to/images"'),
-     (("cifar10-5", "nowhere"), 'DATA_DIR = "nowhere" does not exist: set it to the folder'),
-     (("folder", "EMPTY"), 'holds no train/<class>/ folders: set it to the folder that holds train/'),
-     (("folder", "BATCHES"), 'holds CIFAR-10\'s cifar-10-batches-py/, not train/<class>/: set DATASET = "cifar10"'),
-     (("cifar10-5", "JPEGS/train"), 'is a train/ folder: set DATA_DIR = "'),
-     (("cifar10-5", None, 0), "LIMIT = 0 is not a number of images: set LIMIT = 1250, or None")],
+    [({"dataset": "folder", "data_dir": None}, 'DATASET = "folder" reads DATA_DIR: set DATA_DIR = "path/to/images"'),
+     ({"data_dir": "nowhere"}, 'DATA_DIR = "nowhere" does not exist: set it to the folder'),
+     ({"dataset": "folder", "data_dir": "EMPTY"}, "holds no train/<class>/ folders: set it to the folder that holds"),
+     ({"dataset": "folder", "data_dir": "BATCHES"}, 'batches-py/, not train/<class>/: set DATASET = "cifar10"'),
+     ({"data_dir": "JPEGS/train"}, 'is a train/ folder: set DATA_DIR = "'),
+     ({"limit": 0}, "LIMIT = 0 is not a number of images: set LIMIT = 1250, or None"),
+     ({"class_names": ["cat", "dog", "cat"]}, "class_names names cat more than once: name each class once")],
 )  # fmt: skip
 def test_notebook_mistakes_are_named_as_the_settings_cell_spells_them(settings, words, tmp_path, jpeg_copy,
                                                                       batches_copy):  # fmt: skip
     (tmp_path / "EMPTY").mkdir()
     places = {"EMPTY": tmp_path / "EMPTY", "BATCHES": batches_copy, "JPEGS/train": jpeg_copy / "train"}
-    dataset, data_dir, *limit = settings
+    if "data_dir" in settings:
+        settings = {**settings, "data_dir": places.get(settings["data_dir"], settings["data_dir"])}
     with pytest.raises(UserError) as caught:
-        workshop.prepare_datasets(dataset, places.get(data_dir, data_dir), limit=limit[0] if limit else 1250)
+        workshop.prepare_datasets(**{"dataset": "cifar10-5", "data_dir": jpeg_copy, **settings})
     message = str(caught.value)
     assert words in message and "--" not in message and "\n" not in message
+
+
+def test_a_repeated_class_is_refused_by_every_source(jpeg_copy):
+    with pytest.raises(UserError, match="names cat more than once"):  # a folder read twice under two labels
+        load_data("folder", jpeg_copy, class_names=["cat", "dog", "cat"])
 
 
 def test_cifar10_out_of_reach_in_a_notebook_names_the_settings(tmp_path, monkeypatch):

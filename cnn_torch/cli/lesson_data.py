@@ -13,14 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from cnn_torch.cli import flags as cli
+from cnn_torch.errors import UserError
 from cnn_torch.sources.lesson_folders import LESSON_FOLDER_NAME, LessonFolders, build_lesson_folders
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # these flags are this command's alone: here, with their checks in lesson_data()
+    # these flags are this command's alone: here, with their checks in check_flags()
     parser.add_argument(
         "--from", dest="source", default="data", metavar="DIR",
         help="the CIFAR-10 copy: a folder holding torchvision's cifar-10-batches-py/, or image files as"
@@ -44,11 +46,29 @@ def main(argv=None) -> int:
 
 
 def lesson_data(args: argparse.Namespace) -> int:
-    cli.check_seed(args.seed)
+    check_flags(args)
     started = time.perf_counter()
-    built = build_lesson_folders(args.source, args.target, seed=args.seed)
+    try:
+        built = build_lesson_folders(args.source, args.target, seed=args.seed)
+    except KeyboardInterrupt:  # build_lesson_folders removed its .partial folder: say that nothing is left
+        print(f"\ninterrupted: nothing written, {args.target} was not made", file=sys.stderr)
+        return 130
     print(report(built, args.seed, time.perf_counter() - started))
     return 0
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """The flags' values, in the command line's words, before anything is read: the library's
+    own checks name paths, not flags."""
+    cli.check_seed(args.seed)
+    source, target = Path(args.source).expanduser(), Path(args.target).expanduser()
+    if not source.exists():
+        raise UserError(
+            f"--from {args.source} does not exist: pass --from the folder that holds cifar-10-batches-py/"
+            " (train.py --dataset cifar10 downloads it into data/) or train/<class>/<image>"
+        )
+    if target.is_file() or (target.is_dir() and any(target.iterdir())):
+        raise UserError(f"--to {args.target} already exists and is not empty: delete it first, or pass a new --to")
 
 
 def report(built: LessonFolders, seed: int, seconds: float) -> str:
