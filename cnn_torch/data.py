@@ -10,6 +10,9 @@
 - ``"shapes"`` (``sources/shapes.py``): ten classes of shapes in cluttered, CIFAR-like scenes,
   generated from a seed, so the lesson runs offline.
 
+The 2026 lesson's ``cifar10_images_small/`` folders are built from any CIFAR-10 copy by
+``cnn-torch lesson-data`` (``sources/lesson_folders.py``), and read as a "folder".
+
 Images stay ``uint8`` in NCHW layout in memory (CIFAR-10's 50,000 training images take 150
 MB as uint8 and 600 MB as float32); the training loop converts one batch at a time with
 ``as_float`` (``platform/device.py``), which is the lesson's ``/ 255.0``; :func:`to_float`

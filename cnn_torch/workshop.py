@@ -6,6 +6,8 @@ and episode 02 shows what that function does: three calls of Keras's
 250 validation and 250 test images of five CIFAR-10 classes). :func:`prepare_datasets` does
 the same for any of the notebooks' data sets, and :func:`write_image_folders` writes the
 built-in shapes in the lesson's folder layout, so episode 02 can read image folders offline.
+The lesson's own folders come from any CIFAR-10 copy with ``cnn-torch lesson-data``
+(``sources/lesson_folders.py``); ``DATASET = "folder"`` reads them.
 
 Keras's ``train_ds`` is a ``tf.data.Dataset`` that hands out batches of (images, labels) and
 knows its ``class_names``. A :class:`Split` holds a whole split in memory instead, as
@@ -28,7 +30,7 @@ from cnn_torch.sources.lesson_data import repeated_classes
 from cnn_torch.sources.lesson_folders import LESSON_CLASSES, write_png, write_split_folders
 
 # The lesson's five classes of CIFAR-10, in its order (episode 01's class_names).
-CIFAR10_FIVE = LESSON_CLASSES
+CIFAR10_FIVE = list(LESSON_CLASSES)
 # What the notebooks' DATASET setting takes.
 NOTEBOOK_DATASETS = ("shapes", "cifar10", "cifar10-5", "folder")
 
@@ -84,7 +86,7 @@ def prepare_datasets(
         where = Path(data_dir) if data_dir is not None else Path("data")
         raise UserError(
             f"CIFAR-10 is not in {where}/ and could not be downloaded ({error.reason}): set DATA_DIR to a folder"
-            f' holding cifar-10-batches-py/ or train/<class>/, or DATASET = "shapes" to run offline'
+            ' holding cifar-10-batches-py/ or train/<class>/, or DATASET = "shapes" to run offline'
         ) from None
 
     def split(name: str, images: torch.Tensor, labels: torch.Tensor) -> Split:

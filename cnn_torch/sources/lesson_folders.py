@@ -30,6 +30,7 @@ from cnn_torch.errors import UserError
 from cnn_torch.sources.cifar10 import CifarUnavailable, load_cifar10
 from cnn_torch.sources.image_files import decode_files
 from cnn_torch.sources.image_folder import _list_split
+from cnn_torch.sources.lesson_data import repeated_classes
 
 # The lesson's five classes of CIFAR-10, in its order (episode 01's class_names).
 LESSON_CLASSES = ["airplane", "bird", "cat", "dog", "truck"]
@@ -76,6 +77,8 @@ def build_lesson_folders(
     the images. ``target`` must not exist, or be an empty folder: nothing is overwritten.
     """
     class_names = list(class_names or LESSON_CLASSES)
+    if repeated_classes(class_names):
+        raise UserError(f"class_names names {', '.join(repeated_classes(class_names))} more than once: name each once")
     per_class = dict(per_class or LESSON_PER_CLASS)
     if sorted(per_class) != ["test", "train", "val"] or min(per_class.values()) < 1:
         raise UserError(f"per_class must give train, val and test a positive count each, got {per_class}")
