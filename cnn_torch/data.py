@@ -38,8 +38,8 @@ from cnn_torch.sources.image_folder import (
 )
 from cnn_torch.sources.lesson_data import (
     LessonData,
-    check_class_names,
     limit_per_class,
+    repeated_classes,
     select_classes,
     split_validation,
     to_float,
@@ -124,7 +124,9 @@ def load_data(
     of the training split, taken after the class subset.
     """
     dataset = resolve_dataset(dataset, data_dir)
-    check_class_names(class_names)  # before any source reads a folder twice under two labels
+    repeated = repeated_classes(class_names)
+    if repeated:  # checked for every source: a folder would be read twice, under two labels
+        raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be a positive number of images, got {limit}")
     image_size = (int(image_size[0]), int(image_size[1]))

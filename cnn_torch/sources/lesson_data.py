@@ -107,7 +107,9 @@ def select_classes(data: LessonData, class_names: list[str] | None) -> LessonDat
             f"{', '.join(unknown)} {'is not a class' if len(unknown) == 1 else 'are not classes'} of this data:"
             f" choose from {' '.join(data.class_names)}"
         )
-    check_class_names(class_names)
+    repeated = repeated_classes(class_names)
+    if repeated:
+        raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
     # old label -> new label, -1 for the classes left out
     relabel = torch.full((data.num_classes,), -1, dtype=torch.int64)
     for new, name in enumerate(class_names):
@@ -127,18 +129,6 @@ def select_classes(data: LessonData, class_names: list[str] | None) -> LessonDat
         data, train_images=train_images, train_labels=train_labels, val_images=val_images, val_labels=val_labels,
         test_images=test_images, test_labels=test_labels, class_names=class_names,
     )  # fmt: skip
-
-
-def repeated_classes(class_names: list[str] | None) -> list[str]:
-    """The names a class list gives more than once, sorted."""
-    return sorted({name for name in class_names or [] if class_names.count(name) > 1})
-
-
-def check_class_names(class_names: list[str] | None) -> None:
-    """A class list names each class once: a repeat would read one folder under two labels."""
-    repeated = repeated_classes(class_names)
-    if repeated:
-        raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
 
 
 # --------------------------------------------------------------------------- subsets and splits
@@ -196,3 +186,9 @@ def split_validation(
             " one part would be empty; use more images or another split"
         )
     return images[:split_at], labels[:split_at], images[split_at:], labels[split_at:]
+
+
+def repeated_classes(class_names: list[str] | None) -> list[str]:
+    """The names a class list gives more than once, sorted: each must be named once, or one
+    folder would be read under two labels."""
+    return sorted({name for name in class_names or [] if class_names.count(name) > 1})
