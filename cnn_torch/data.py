@@ -4,10 +4,14 @@
 (``sources/lesson_data.py``):
 
 - ``"cifar10"`` (``sources/cifar10.py``): ``keras.datasets.cifar10.load_data()``, through torchvision;
+  or, from a ``data_dir`` that holds an image-folder copy of CIFAR-10 (``train/<class>/``), that copy;
 - ``"folder"`` (``sources/image_folder.py``): ``DIR/train``, ``DIR/val``, ``DIR/test``, each with a
   folder per class, read as ``keras.utils.image_dataset_from_directory`` reads them;
 - ``"shapes"`` (``sources/shapes.py``): ten classes of shapes in cluttered, CIFAR-like scenes,
   generated from a seed, so the lesson runs offline.
+
+The 2026 lesson's ``cifar10_images_small/`` folders are built from any CIFAR-10 copy by
+``cnn-torch lesson-data`` (``sources/lesson_folders.py``), and read as a "folder".
 
 Images stay ``uint8`` in NCHW layout in memory (CIFAR-10's 50,000 training images take 150
 MB as uint8 and 600 MB as float32); the training loop converts one batch at a time with
@@ -20,6 +24,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 from cnn_torch.errors import UserError
 from cnn_torch.sources.cifar10 import CifarUnavailable, load_cifar10
@@ -34,6 +39,7 @@ from cnn_torch.sources.image_folder import (
 from cnn_torch.sources.lesson_data import (
     LessonData,
     limit_per_class,
+    repeated_classes,
     select_classes,
     split_validation,
     to_float,
@@ -44,9 +50,9 @@ from cnn_torch.sources.shapes import SHAPE_CLASSES, make_shapes
 
 __all__ = [
     "DATASETS", "DEFAULT_SHAPES_SIZE", "IMAGE_EXTENSIONS", "SHAPE_CLASSES", "CifarUnavailable", "LessonData",
-    "cache_dir", "check_data_dir", "limit_per_class", "load_cifar10", "load_data", "load_data_or_shapes",
-    "load_image_folder", "make_shapes", "resolve_dataset", "select_classes", "split_validation", "to_float",
-    "validation_cut",
+    "cache_dir", "check_data_dir", "holds_image_folder", "limit_per_class", "load_cifar10", "load_data",
+    "load_data_or_shapes", "load_image_folder", "make_shapes", "reads_image_folder", "resolve_dataset",
+    "select_classes", "split_validation", "to_float", "validation_cut",
 ]  # fmt: skip
 
 DATASETS = ("cifar10", "folder", "shapes")
@@ -67,12 +73,29 @@ def resolve_dataset(dataset: str | None, data_dir: str | os.PathLike | None) -> 
     if data_dir is None:
         return "cifar10"
     root = check_data_dir(data_dir)
-    train_dir = root / "train"
-    if train_dir.is_dir() and any(entry.is_dir() for entry in os.scandir(train_dir)):
+    if holds_image_folder(root):
         return "folder"
     if (root / "cifar-10-batches-py").is_dir():
         return "cifar10"
     raise UserError(wrong_folder_message(root))
+
+
+def holds_image_folder(data_dir: str | os.PathLike) -> bool:
+    """Whether ``data_dir`` holds ``train/<class>/``: image files, as a folder is read."""
+    train_dir = Path(data_dir).expanduser() / "train"
+    return train_dir.is_dir() and any(entry.is_dir() for entry in os.scandir(train_dir))
+
+
+def reads_image_folder(dataset: str, data_dir: str | os.PathLike | None) -> bool:
+    """Whether :func:`load_data` reads ``dataset`` from image files in ``data_dir/train/<class>/``:
+    always for "folder"; for "cifar10", when ``data_dir`` holds such a copy and not torchvision's
+    ``cifar-10-batches-py/`` (the original pixels, preferred when both are there)."""
+    if dataset == "folder":
+        return True
+    return (
+        dataset == "cifar10" and data_dir is not None and holds_image_folder(data_dir)
+        and not (Path(data_dir).expanduser() / "cifar-10-batches-py").is_dir()
+    )  # fmt: skip
 
 
 def load_data(
@@ -93,7 +116,10 @@ def load_data(
     ``validation_split`` is ``image_dataset_from_directory(validation_split=..., subset="both")``:
     the last fraction of the (shuffled) training images becomes the val split.
 
-    ``class_names`` keeps those classes only, numbered in that order (Keras's ``class_names``).
+    ``"cifar10"`` reads ``data_dir/cifar-10-batches-py`` (downloading it when absent), or, where
+    ``data_dir`` holds an image-folder copy of CIFAR-10 instead (``train/<class>/<image>``), that
+    copy. ``class_names`` keeps those classes only, numbered in that order (Keras's
+    ``class_names``), whatever the source: the lesson's five come from any copy of CIFAR-10.
     ``limit`` caps the training images: for "shapes" it is the number generated (default
     ``DEFAULT_SHAPES_SIZE``); elsewhere a class-balanced random subset (seeded by ``seed``)
     of the training split, taken after the class subset.
@@ -102,6 +128,9 @@ def load_data(
     decoder) or with PIL's accurate decoder ("accurate"), a few levels apart.
     """
     dataset = resolve_dataset(dataset, data_dir)
+    repeated = repeated_classes(class_names)
+    if repeated:  # checked for every source: a folder would be read twice, under two labels
+        raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be a positive number of images, got {limit}")
     image_size = (int(image_size[0]), int(image_size[1]))
@@ -111,10 +140,10 @@ def load_data(
         data = select_classes(make_shapes(n_train=limit or DEFAULT_SHAPES_SIZE, seed=seed, image_size=image_size),
                               class_names)  # fmt: skip
         limit = None  # for shapes, --limit is how many to make
-    elif dataset == "cifar10":
+    elif not reads_image_folder(dataset, data_dir):  # CIFAR-10's batches, through torchvision
         data = load_cifar10(data_dir if data_dir is not None else "data", download=download)
         data = _resized(select_classes(data, class_names), image_size, crop_to_aspect_ratio, pad_to_aspect_ratio)
-    else:
+    else:  # a folder of images: the learner's own, or an image-folder copy of CIFAR-10
         if data_dir is None:
             raise UserError("--dataset folder needs --data-dir: pass the folder that holds train/<class>/<image>")
         data = load_image_folder(data_dir, image_size, seed, class_names, crop_to_aspect_ratio, pad_to_aspect_ratio,
@@ -127,7 +156,7 @@ def load_data(
             data.train_images, data.train_labels, validation_split
         )
         where = f"the last {validation_split:g} of the training images" + (
-            f" ({data.split_sources['train']})" if dataset == "folder" else ""
+            f" ({data.split_sources['train']})" if reads_image_folder(dataset, data_dir) else ""
         )
         data = replace(data, train_images=train_images, train_labels=train_labels, val_images=val_images,
                        val_labels=val_labels, split_sources={**data.split_sources, "val": where})  # fmt: skip

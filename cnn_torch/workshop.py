@@ -6,6 +6,8 @@ and episode 02 shows what that function does: three calls of Keras's
 250 validation and 250 test images of five CIFAR-10 classes). :func:`prepare_datasets` does
 the same for any of the notebooks' data sets, and :func:`write_image_folders` writes the
 built-in shapes in the lesson's folder layout, so episode 02 can read image folders offline.
+The lesson's own folders come from any CIFAR-10 copy with ``cnn-torch lesson-data``
+(``sources/lesson_folders.py``); ``DATASET = "folder"`` reads them.
 
 Keras's ``train_ds`` is a ``tf.data.Dataset`` that hands out batches of (images, labels) and
 knows its ``class_names``. A :class:`Split` holds a whole split in memory instead, as
@@ -16,7 +18,7 @@ knows its ``class_names``. A :class:`Split` holds a whole split in memory instea
 from __future__ import annotations
 
 import os
-import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +26,11 @@ import torch
 
 from cnn_torch import data
 from cnn_torch.errors import UserError
+from cnn_torch.sources.lesson_data import repeated_classes
+from cnn_torch.sources.lesson_folders import LESSON_CLASSES, write_png, write_split_folders
 
 # The lesson's five classes of CIFAR-10, in its order (episode 01's class_names).
-CIFAR10_FIVE = ["airplane", "bird", "cat", "dog", "truck"]
+CIFAR10_FIVE = list(LESSON_CLASSES)
 # What the notebooks' DATASET setting takes.
 NOTEBOOK_DATASETS = ("shapes", "cifar10", "cifar10-5", "folder")
 
@@ -50,25 +54,40 @@ def prepare_datasets(
     limit: int | None = 1250,
     seed: int = 0,
     image_size: tuple[int, int] = (32, 32),
+    class_names: list[str] | None = None,
 ) -> tuple[Split, Split, Split]:
     """``(train_ds, val_ds, test_ds)``, as the lesson's ``icfn.prepare_datasets()``.
 
-    ``dataset``: ``"shapes"`` (built in, offline), ``"cifar10"`` (all ten classes, downloaded
-    into ``data_dir``, default ``data/``), ``"cifar10-5"`` (the lesson's five classes of it,
-    :data:`CIFAR10_FIVE`) or ``"folder"`` (``data_dir`` holding ``train/<class>/`` and, if there
-    are, ``val/`` and ``test/``). ``limit`` caps the training images (class-balanced, seeded;
-    for shapes, the number generated). A source without a ``val/`` split gives the last 20%
-    of its training images to ``val_ds`` (Keras's ``validation_split=0.2``); one without a
+    ``dataset``: ``"shapes"`` (built in, offline), ``"cifar10"`` (all ten classes),
+    ``"cifar10-5"`` (the lesson's five classes of it, :data:`CIFAR10_FIVE`) or ``"folder"``
+    (``data_dir`` holding ``train/<class>/`` and, if there are, ``val/`` and ``test/``). CIFAR-10
+    is read from ``data_dir`` (default ``data/``), downloaded into it when it holds no copy: a copy
+    is torchvision's ``cifar-10-batches-py/`` or image files in ``train/<class>/``.
+    ``class_names`` keeps those classes only, in that order (Keras's ``class_names``; for
+    ``"cifar10-5"`` the five by default). ``limit`` caps the training images (class-balanced,
+    seeded; for shapes, the number generated). A source without a ``val/`` split gives the last
+    20% of its training images to ``val_ds`` (Keras's ``validation_split=0.2``); one without a
     ``test/`` split (a folder with ``train/`` alone) uses ``val_ds`` as ``test_ds`` too.
     With the default ``limit`` of 1,250, shapes gives the lesson's 1,000 / 250 / 250.
+
+    Mistakes in the settings are named as the notebooks' settings cell spells them
+    (``DATA_DIR = ...``), checked before anything is read or downloaded.
     """
-    if dataset not in NOTEBOOK_DATASETS:
-        raise UserError(f"unknown DATASET {dataset!r}: choose one of {', '.join(NOTEBOOK_DATASETS)}")
-    class_names = CIFAR10_FIVE if dataset == "cifar10-5" else None
+    check_settings(dataset, data_dir, limit, class_names)
+    if class_names is None and dataset == "cifar10-5":
+        class_names = CIFAR10_FIVE
     source = "cifar10" if dataset == "cifar10-5" else dataset
-    has_val = source == "folder" and data_dir is not None and (Path(data_dir) / "val").is_dir()
-    lesson = data.load_data(source, data_dir, limit=limit, seed=seed, image_size=image_size,
-                            class_names=class_names, validation_split=None if has_val else 0.2)  # fmt: skip
+    has_val = data_dir is not None and data.reads_image_folder(source, data_dir) and (Path(data_dir) / "val").is_dir()
+    try:
+        lesson = data.load_data(source, None if source == "shapes" else data_dir, limit=limit, seed=seed,
+                                image_size=image_size, class_names=class_names,
+                                validation_split=None if has_val else 0.2)  # fmt: skip
+    except data.CifarUnavailable as error:  # not on disk, and no network: say it in the settings' words
+        where = Path(data_dir) if data_dir is not None else Path("data")
+        raise UserError(
+            f"CIFAR-10 is not in {where}/ and could not be downloaded ({error.reason}): set DATA_DIR to a folder"
+            ' holding cifar-10-batches-py/ or train/<class>/, or DATASET = "shapes" to run offline'
+        ) from None
 
     def split(name: str, images: torch.Tensor, labels: torch.Tensor) -> Split:
         where = lesson.split_sources.get(name, f"{lesson.source}, {name} split")
@@ -78,6 +97,41 @@ def prepare_datasets(
     val_ds = split("val", *lesson.validation_data)
     test_ds = split("test", *lesson.test_data) if lesson.test_images is not None else val_ds
     return train_ds, val_ds, test_ds
+
+
+def check_settings(
+    dataset: str, data_dir: str | os.PathLike | None, limit: int | None, class_names: list[str] | None = None
+) -> None:
+    """The notebooks' settings (``DATASET``, ``DATA_DIR``, ``LIMIT``), checked before any data is
+    read, each mistake named as the settings cell spells it: the command line's checks name its
+    flags (``cli/flags.py``), these name the cell's lines."""
+    if dataset not in NOTEBOOK_DATASETS:
+        raise UserError(f"unknown DATASET {dataset!r}: choose one of {', '.join(NOTEBOOK_DATASETS)}")
+    if limit is not None and limit <= 0:
+        raise UserError(f"LIMIT = {limit} is not a number of images: set LIMIT = 1250, or None for all of them")
+    repeated = repeated_classes(class_names)
+    if repeated:
+        raise UserError(f"class_names names {', '.join(repeated)} more than once: name each class once")
+    if data_dir is None:
+        if dataset == "folder":
+            raise UserError('DATASET = "folder" reads DATA_DIR: set DATA_DIR = "path/to/images", the folder'
+                            " that holds train/<class>/<image>")  # fmt: skip
+        return
+    setting, root = f'DATA_DIR = "{data_dir}"', Path(data_dir).expanduser()
+    if dataset == "shapes":
+        warnings.warn(f'{setting} is not used: DATASET = "shapes" is generated; set DATA_DIR = None, or'
+                      ' DATASET = "folder" to read it', stacklevel=3)  # fmt: skip
+        return
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise UserError(f"{setting} {what}: set it to the folder that holds train/<class>/ or cifar-10-batches-py/")
+    if root.name in ("train", "val", "test") and not (root / "train").is_dir():
+        raise UserError(f'{setting} is a {root.name}/ folder: set DATA_DIR = "{root.parent}", the folder that holds it')
+    if dataset == "folder" and not data.holds_image_folder(root):
+        if (root / "cifar-10-batches-py").is_dir():
+            raise UserError(f'{setting} holds CIFAR-10\'s cifar-10-batches-py/, not train/<class>/: set'
+                            ' DATASET = "cifar10" or "cifar10-5"')  # fmt: skip
+        raise UserError(f"{setting} holds no train/<class>/ folders: set it to the folder that holds train/")
 
 
 def write_image_folders(splits: dict[str, Split], root: str | os.PathLike) -> Path:
@@ -91,14 +145,10 @@ def write_image_folders(splits: dict[str, Split], root: str | os.PathLike) -> Pa
     root = Path(root)
     if root.exists():
         return root
-    partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)  # what an interrupted write left
-    for split_name, split in splits.items():
-        for class_name in split.class_names:
-            (partial / split_name / class_name).mkdir(parents=True, exist_ok=True)
-        for n, (image, label) in enumerate(zip(split.images, split.labels.tolist(), strict=True)):
-            _write_png(image, partial / split_name / split.class_names[label] / f"{n:04d}.png")
-    partial.rename(root)  # all or nothing: an interrupted write leaves no half-filled root
+    class_names = next(iter(splits.values())).class_names
+    chunks = {name: [(split.images, split.labels.tolist(), [f"{n:04d}" for n in range(len(split))])]
+              for name, split in splits.items()}  # fmt: skip
+    write_split_folders(root, class_names, chunks)  # all or nothing: an interrupted write leaves no root
     return root
 
 
@@ -115,12 +165,5 @@ def example_image_file(path: str | os.PathLike, shape: str = "star", seed: int =
     path.parent.mkdir(parents=True, exist_ok=True)
     drawn = make_shapes(n_train=len(SHAPE_CLASSES), n_test=0, seed=seed, image_size=size)  # one of each class
     image = drawn.train_images[int(torch.nonzero(drawn.train_labels == SHAPE_CLASSES.index(shape))[0])]
-    _write_png(image, path)
+    write_png(image, path)
     return path
-
-
-def _write_png(image: torch.Tensor, path: Path) -> None:
-    """A ``uint8`` (3, height, width) image as a PNG file (lossless)."""
-    from PIL import Image
-
-    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path)

@@ -19,6 +19,7 @@ COMMANDS = {
     "predict": ("predict", "a trained run's class for image files"),
     "compare": ("compare", "several settings of one model side by side"),
     "plot-history": ("plot_history", "the loss and accuracy plots of one or more runs"),
+    "lesson-data": ("lesson_data", "the lesson's cifar10_images_small/ folders from a CIFAR-10 copy"),
 }
 
 

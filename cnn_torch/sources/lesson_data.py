@@ -107,7 +107,7 @@ def select_classes(data: LessonData, class_names: list[str] | None) -> LessonDat
             f"{', '.join(unknown)} {'is not a class' if len(unknown) == 1 else 'are not classes'} of this data:"
             f" choose from {' '.join(data.class_names)}"
         )
-    repeated = sorted({name for name in class_names if class_names.count(name) > 1})
+    repeated = repeated_classes(class_names)
     if repeated:
         raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
     # old label -> new label, -1 for the classes left out
@@ -186,3 +186,9 @@ def split_validation(
             " one part would be empty; use more images or another split"
         )
     return images[:split_at], labels[:split_at], images[split_at:], labels[split_at:]
+
+
+def repeated_classes(class_names: list[str] | None) -> list[str]:
+    """The names a class list gives more than once, sorted: each must be named once, or one
+    folder would be read under two labels."""
+    return sorted({name for name in class_names or [] if class_names.count(name) > 1})

@@ -29,7 +29,7 @@
 # Settings: the only cell to change, then run all cells.
 DATASET = "shapes"  # "shapes": built in, offline | "cifar10": downloads CIFAR-10 | "cifar10-5": the
 #                     lesson's five CIFAR-10 classes | "folder": your images, DATA_DIR/train/<class>/
-DATA_DIR = None  # "folder": the folder that holds train/ (and val/, test/); CIFAR-10: where to keep it (None: data/)
+DATA_DIR = None  # holds train/<class>/ (e.g. from cnn-torch lesson-data) or cifar-10-batches-py/ (None: data/)
 LIMIT = 1250  # training images before 20% are held out to validate (None: all); shapes: 1,000 / 250, and 250 to test
 EPOCHS = 10  # for model_intro, when episode 04's is not there to load
 TUNING_EPOCHS = 5  # for each model the dropout and activation challenges train (the lesson: 10)
