@@ -1,4 +1,4 @@
-"""``cnn-torch COMMAND ...`` and ``python -m cnn_torch COMMAND ...``: one name for the five scripts.
+"""``cnn-torch COMMAND ...`` and ``python -m cnn_torch COMMAND ...``: one name for the six scripts.
 
 ``cnn-torch train --epochs 2`` runs exactly what ``python scripts/train.py --epochs 2`` runs
 (``cnn_torch/cli/train.py``'s ``main``); the same for evaluate, predict, compare and plot-history.
