@@ -61,8 +61,11 @@ def test_plain_compile_is_still_torch_compile(monkeypatch):
     assert seen == {"mode": "reduce-overhead"}
 
 
-@pytest.mark.parametrize("method, call", [("fit", "fit(model,"), ("evaluate", "evaluate(model,"),
-                                          ("predict", "predict(model,"), ("summary", "models.summary(model)")])  # fmt: skip
+MODEL_METHODS = [("fit", "fit(model,"), ("evaluate", "evaluate(model,"), ("predict", "predict(model,"),
+                 ("summary", "models.summary(model)")]  # fmt: skip
+
+
+@pytest.mark.parametrize("method, call", MODEL_METHODS)
 def test_keras_model_methods_name_the_function(method, call):
     images, labels = tiny_data()
     with pytest.raises(UserError) as error:
