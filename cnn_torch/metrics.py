@@ -58,7 +58,7 @@ def evaluation_report(
 
     Returns plain numbers and lists (JSON-ready); a class without images has accuracy None.
     """
-    loss, accuracy = evaluate(model, images, labels, batch_size=batch_size, loss_fn=loss_fn, device=device)
+    loss, accuracy = evaluate(model, images, labels, batch_size=batch_size, loss_fn=loss_fn, device=device, verbose=0)
     predicted_labels = predict(model, images, batch_size=batch_size, device=device).argmax(dim=1)
     matrix = confusion_matrix(labels, predicted_labels, len(class_names))
     per_class = per_class_accuracy(matrix)

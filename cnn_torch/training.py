@@ -17,7 +17,7 @@ from torch import nn
 from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
 from cnn_torch.keras_rules.stopping import EarlyStopping
-from cnn_torch.machinery.checks import checked_arguments, checked_fit_data
+from cnn_torch.machinery.checks import checked_arguments, checked_callbacks, checked_fit_data
 from cnn_torch.machinery.progress import resolve_verbose
 from cnn_torch.machinery.session import training_session
 from cnn_torch.machinery.watch import EpochWatch, NonFiniteLoss
@@ -62,6 +62,10 @@ def fit(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     trace: bool = False,
     break_at: tuple[int, int] | None = None,
+    x=None,
+    y=None,
+    callbacks: list | None = None,
+    validation_freq: int = 1,
 ) -> History:
     """Train ``model`` like ``model.fit(train_images, train_labels, ...)`` and return a History
     (also kept as ``model.history``, as Keras keeps it, for when Ctrl-C stops ``fit``).
@@ -73,17 +77,22 @@ def fit(
     History so far. ``on_epoch_end(epoch, logs)`` is the one
     hook (the CLI writes files there). ``break_at=(epoch, batch)``, both 1-based, opens the
     debugger after that batch's loss, on the line ``optimizer.zero_grad()``.
+
+    Keras's spellings work too: ``x=`` and ``y=`` for the images and labels, a split of
+    ``prepare_datasets`` for them (``fit(model, loss_fn, 'adam', train_ds, validation_data=val_ds)``),
+    and ``callbacks=[...]`` holding EarlyStopping, TensorBoard, LivePlot or functions of (epoch, logs).
     """
     # --- check the inputs before the first step (each mistake gets a message naming the fix) ---
     # Keras: compile(optimizer='adam') takes an optimizer by name, and NumPy integers are integers
     loss_fn, optimizer, epochs, batch_size = checked_arguments(model, loss_fn, optimizer, epochs, batch_size)
+    # Keras: callbacks=[EarlyStopping(...), TensorBoard(...), ...] (here: early_stopping, then on_epoch_end)
+    early_stopping, on_epoch_end = checked_callbacks(callbacks, early_stopping, on_epoch_end)
     device = resolve_device(device)
     model.to(device)
     # Keras: validation_data overrides validation_split, which holds out the LAST fraction
-    # of the samples, taken before any shuffling
-    train_images, train_labels, val_images, val_labels = checked_fit_data(
-        model, device, epochs, batch_size, train_images, train_labels, validation_data, validation_split, precision
-    )
+    # of the samples, taken before any shuffling. Keras: fit(x=..., y=...), or fit(x=train_ds, validation_data=val_ds)
+    train_images, train_labels, val_images, val_labels = checked_fit_data(model, device, epochs, batch_size,
+        train_images, train_labels, validation_data, validation_split, precision, x, y, validation_freq)  # fmt: skip
 
     # --- set up (Keras: the start of fit) ---
     # The whole data set (uint8 for image files: 150 MB for CIFAR-10) moves to the device
@@ -144,7 +153,7 @@ def fit(
             if val_images is not None:
                 logs["val_loss"], logs["val_accuracy"] = evaluate(model, val_images, val_labels,
                                                                   validation_batch_size or max(batch_size, 256),
-                                                                  loss_fn, device, precision)  # fmt: skip
+                                                                  loss_fn, device, precision, verbose=0)  # fmt: skip
             watch.epoch_done(logs)  # Keras prints the epoch's line with the val_ numbers
 
             # --- end of epoch: Keras's History callback, then the user's hook, then EarlyStopping ---

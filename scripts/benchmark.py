@@ -449,7 +449,7 @@ def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) ->
     fit_seconds = time.perf_counter() - start
     # fit validates with batches of max(batch_size, 256); time that part again on its own
     start = time.perf_counter()
-    evaluate(model, val_images, val_labels, batch_size=max(args.batch_size, 256), precision=precision)
+    evaluate(model, val_images, val_labels, batch_size=max(args.batch_size, 256), precision=precision, verbose=0)
     val_seconds = (time.perf_counter() - start) * args.epochs
     return {
         "fit_seconds": fit_seconds,
@@ -478,9 +478,10 @@ def worker_probe(args, arrays, info) -> dict:
     if args.worker in VAL_PROBES:  # as fit validates: memory reused, channels-last batches (evaluate's as_float)
         keep_freed_memory()
         batch_size = VAL_PROBES[args.worker]
-        evaluate(model, val_images[: 2 * batch_size], val_labels[: 2 * batch_size], batch_size=batch_size)  # warm-up
+        probe_images, probe_labels = val_images[: 2 * batch_size], val_labels[: 2 * batch_size]
+        evaluate(model, probe_images, probe_labels, batch_size=batch_size, verbose=0)  # warm-up
         start = time.perf_counter()
-        evaluate(model, val_images, val_labels, batch_size=batch_size)
+        evaluate(model, val_images, val_labels, batch_size=batch_size, verbose=0)
         return {"val_images_per_second": len(val_labels) / (time.perf_counter() - start)}
 
     reuse_memory, channels_last, adam_option = LOOP_PROBES[args.worker]

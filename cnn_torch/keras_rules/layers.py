@@ -88,6 +88,13 @@ def keras_init(model: nn.Module) -> None:
                 nn.init.zeros_(module.bias)
 
 
+# What Keras's model.compile takes; torch's nn.Module.compile takes none of these
+KERAS_COMPILE_KEYWORDS = {"optimizer", "loss", "metrics", "loss_weights", "weighted_metrics", "run_eagerly",
+                          "steps_per_execution", "jit_compile", "auto_scale_loss"}  # fmt: skip
+FIT_CALL = ("history = fit(model, torch.nn.CrossEntropyLoss(), 'adam', train_images, train_labels, epochs=10)"
+            " (from cnn_torch import fit)")  # fmt: skip
+
+
 class LessonModel(nn.Sequential):
     """An ``nn.Sequential`` that remembers how it was built.
 
@@ -100,6 +107,35 @@ class LessonModel(nn.Sequential):
         self.model_name = name
         self.model_kwargs = kwargs
         self.input_shape = tuple(kwargs["input_shape"])
+
+    # Keras's model methods: cnn-torch keeps the loop outside the model, so each answers in one line
+    # with the cnn-torch call; compile() without Keras's keywords stays torch's nn.Module.compile.
+    def compile(self, *args, **kwargs):
+        """torch's ``nn.Module.compile``; Keras's ``compile(optimizer=, loss=, metrics=)`` gets the fit call."""
+        keras_optimizer = bool(args) and isinstance(args[0], (str, torch.optim.Optimizer))  # compile('adam', ...)
+        if keras_optimizer or KERAS_COMPILE_KEYWORDS & set(kwargs):
+            raise UserError(
+                "cnn-torch has no compile step: the loss and the optimizer go to fit,"
+                f" {FIT_CALL} (accuracy is always measured)"
+            )
+        return super().compile(*args, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        raise UserError(f"cnn-torch keeps the loop outside the model: {FIT_CALL}")
+
+    def evaluate(self, *args, **kwargs):
+        raise UserError(
+            "cnn-torch keeps evaluate outside the model: test_loss, test_accuracy = evaluate(model, test_images,"
+            " test_labels) (from cnn_torch import evaluate)"
+        )
+
+    def predict(self, *args, **kwargs):
+        raise UserError("cnn-torch keeps predict outside the model: logits = predict(model, images)"
+                        " (from cnn_torch import predict)")  # fmt: skip
+
+    def summary(self, *args, **kwargs):
+        raise UserError("cnn-torch prints the table with a function: models.summary(model)"
+                        " (from cnn_torch import models)")  # fmt: skip
 
 
 def check_args(builder: Callable[..., LessonModel], arguments: dict) -> dict:

@@ -207,6 +207,12 @@ def check_labels(labels, num_images: int, name: str = "train_labels") -> torch.T
     return labels if labels.ndim == 2 else labels.long()
 
 
+def is_split(value) -> bool:
+    """A split of ``prepare_datasets`` (or anything else that holds ``images`` and ``labels``):
+    what the lesson's ``train_ds`` and ``val_ds`` are, whole instead of batched."""
+    return hasattr(value, "images") and hasattr(value, "labels") and not _is_array(value)
+
+
 def check_validation_data(validation_data) -> None:
     """``validation_data`` must be an ``(images, labels)`` pair of arrays."""
     if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -268,15 +274,100 @@ def check_label_range(labels: torch.Tensor, num_classes: int, name: str = "train
         )
 
 
+class ClassCountWarning(InputWarning):
+    """The labels use fewer classes than the model has outputs: probably a model built for another data set."""
+
+
+def warn_unused_outputs(train_labels: torch.Tensor, val_labels: torch.Tensor | None, num_classes: int) -> None:
+    """Warn (once per ``fit``, at the learner's line) when the class indices of the training and
+    validation labels together use fewer classes than the model has outputs. A small training set
+    may legitimately miss a class, so it is a warning that says "probably", never an error."""
+    if train_labels.ndim == 2:  # one-hot rows: their width was checked against the outputs
+        return
+    labels = train_labels if val_labels is None or val_labels.ndim == 2 else torch.cat([train_labels, val_labels])
+    used = len(torch.unique(labels))
+    if used < num_classes:
+        warnings.warn(
+            f"the labels use {used} classes but the model has {num_classes} outputs, which is probably a mistake:"
+            f" build it with num_classes={used} (the classes it never sees are never predicted well)",
+            ClassCountWarning,
+            stacklevel=4,  # warn_unused_outputs, checked_fit_data, fit, the learner's line
+        )
+
+
+def keras_names(train_images, train_labels, x, y, validation_data, validation_freq) -> tuple:
+    """``(train_images, train_labels, validation_data)`` from what Keras's ``fit`` takes too:
+    ``x=`` and ``y=`` for the images and labels, and a split of ``prepare_datasets`` (the lesson's
+    ``train_ds``, ``val_ds``) for ``x`` or ``validation_data``."""
+    if x is not None and train_images is not None or y is not None and train_labels is not None:
+        raise UserError("the images (or labels) are given twice, by position and as x= (y=): pass them once")
+    train_images, train_labels = x if x is not None else train_images, y if y is not None else train_labels
+    if is_split(train_images):
+        if train_labels is not None:
+            raise UserError("a split already holds its labels: pass fit(model, loss_fn, 'adam', train_ds) alone")
+        train_images, train_labels = train_images.images, train_images.labels
+    if is_split(validation_data):
+        validation_data = (validation_data.images, validation_data.labels)
+    if validation_freq != 1:
+        raise UserError(f"validation_freq={validation_freq!r} is not taken: fit validates after every epoch,"
+                        " as Keras's default validation_freq=1 does; leave it out")  # fmt: skip
+    return train_images, train_labels, validation_data
+
+
+def checked_callbacks(callbacks, early_stopping, on_epoch_end) -> tuple:
+    """``(early_stopping, on_epoch_end)`` with Keras's ``callbacks=[...]`` sorted into them: an
+    :class:`EarlyStopping` becomes ``early_stopping``; every other callable (``TensorBoard``,
+    ``LivePlot``, a function of ``(epoch, logs)``) is called after each epoch, in the list's order,
+    after ``on_epoch_end``. Keras's own callback objects get one line that names the fix."""
+    from cnn_torch.keras_rules.stopping import EarlyStopping
+
+    if callbacks is None:
+        return early_stopping, on_epoch_end
+    if not isinstance(callbacks, (list, tuple)):
+        callbacks = [callbacks]
+    hooks = [on_epoch_end] if on_epoch_end is not None else []
+    for callback in callbacks:
+        name = type(callback).__name__
+        if isinstance(callback, EarlyStopping):
+            if early_stopping is not None and early_stopping is not callback:
+                raise UserError("two EarlyStopping callbacks: pass one, in callbacks=[...] or as early_stopping=")
+            early_stopping = callback
+        elif type(callback).__module__.startswith(("keras", "tensorflow")):
+            raise UserError(
+                f"{name} is a Keras callback: cnn-torch takes EarlyStopping, TensorBoard and LivePlot"
+                " (from cnn_torch import ...) or a function on_epoch_end(epoch, logs)"
+                + (": save the best model with fit's run directory (train.py) or torch.save in one"
+                   if name == "ModelCheckpoint" else "")
+            )
+        elif callable(callback):
+            hooks.append(callback)
+        else:
+            raise UserError(f"callbacks holds a {name}, which is not callable: pass EarlyStopping, TensorBoard,"
+                            " LivePlot or a function on_epoch_end(epoch, logs)")  # fmt: skip
+    if len(hooks) <= 1:
+        return early_stopping, hooks[0] if hooks else None
+
+    def every_hook(epoch: int, logs: dict) -> None:  # Keras: the callbacks in their list's order
+        for hook in hooks:
+            hook(epoch, logs)
+
+    return early_stopping, every_hook
+
+
 def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size, train_images, train_labels,
-                     validation_data, validation_split: float, precision: str = "fp32"):  # fmt: skip
+                     validation_data, validation_split: float, precision: str = "fp32", x=None, y=None,
+                     validation_freq: int = 1):  # fmt: skip
     """Every check ``fit`` makes before its first step; returns the training and validation
     tensors ``(train_images, train_labels, val_images, val_labels)``, the last two None
     without validation. Keras's rules: ``validation_data`` overrides ``validation_split``,
-    which holds out the LAST fraction of the samples, before any shuffling."""
+    which holds out the LAST fraction of the samples, before any shuffling. Keras's names
+    (``x=``, ``y=``) and the splits of ``prepare_datasets`` are taken too (:func:`keras_names`)."""
     from cnn_torch.platform.device import as_float, check_precision
     from cnn_torch.sources.lesson_data import split_validation
 
+    train_images, train_labels, validation_data = keras_names(
+        train_images, train_labels, x, y, validation_data, validation_freq
+    )
     check_fit_arguments(epochs, batch_size, validation_split)
     check_precision(device, precision)
     train_images = check_images(train_images, "train_images", stacklevel=4)
@@ -298,4 +389,5 @@ def checked_fit_data(model: nn.Module, device: torch.device, epochs, batch_size,
     check_label_range(train_labels, num_classes, "train_labels")  # on the CPU: CUDA's assert is opaque
     if val_labels is not None:
         check_label_range(val_labels, num_classes, "val_labels")
+    warn_unused_outputs(train_labels, val_labels, num_classes)
     return train_images, train_labels, val_images, val_labels
