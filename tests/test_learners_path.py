@@ -331,5 +331,5 @@ def test_in_a_notebook_nothing_is_painted_as_an_error_and_the_summary_shows_once
     # as Jupyter shows them); without, Keras's one line per epoch
     plain = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in epoch_lines]
     assert len(plain) == 2, lines
-    keras_line = r"1/1( ━+)? -? ?\d+s -? ?\d+ms/step - accuracy: .*val_accuracy: "
+    keras_line = r"1/1( ━+)? -? ?\d+s -? ?\d+m?s/step - accuracy: .*val_accuracy: "
     assert all(re.match(keras_line, line) for line in plain), plain
