@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from unittest import mock
 
+import pytest
 import torch
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras reads it once, at its first import: before any test file's
@@ -30,6 +31,17 @@ SCRIPTS = ROOT / "scripts"
 
 # the warnings a plain ``python script.py`` does not show (Python's default filters)
 HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trainings_of_this_session(tmp_path_factory):
+    """Trainings elsewhere on the machine (another test worker, a learner's run) would change the
+    thread count of a training in this process mid-run (cnn_torch/machinery/cpu_sharing.py), and
+    with it the last bits of numbers that tests compare bit for bit: this process and the ones it
+    starts announce their trainings in a folder of their own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNN_TORCH_RUNNING", str(tmp_path_factory.mktemp("running")))
+        yield
 
 
 def cli_module(name: str) -> ModuleType:
