@@ -24,7 +24,9 @@ from unittest import mock
 import pytest
 import torch
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras reads it once, at its first import: before any test file's
+# Keras reads these once, at its first import: before any test file's. The parity checks compare on the CPU.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from cnn_torch import fit
@@ -66,10 +67,12 @@ def test_fit_takes_its_share_while_another_training_runs_and_all_threads_after(t
         torch.set_num_threads(threads_before)
 
 
+@pytest.mark.subprocess
 def test_two_processes_see_each_other(tmp_path):
     """Two real trainings started together: each reports its threads while the other runs."""
     script = (
-        "import time, torch\nfrom cnn_torch import fit\nfrom cnn_torch.machinery import cpu_sharing\nfrom cnn_torch.models import cifar_model_small\n"
+        "import time, torch\nfrom cnn_torch import fit\nfrom cnn_torch.machinery import cpu_sharing\n"
+        "from cnn_torch.models import cifar_model_small\n"
         "cpu_sharing.CHECK_EVERY = 0.0; torch.set_num_threads(2); seen = []\n"
         "model = cifar_model_small(); optimizer = torch.optim.Adam(model.parameters())\n"
         "optimizer.register_step_post_hook(lambda *_: seen.append(torch.get_num_threads()))\n"
