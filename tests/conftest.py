@@ -1,11 +1,11 @@
-"""What the test files share: the Keras backend, the scripts' code run in this process, and the
-scripts run as a learner runs them.
+"""What the test files share: the Keras backend, the test session's own folder of running
+trainings, and the scripts' code run in this process.
 
-A script's flag and error checks run through its ``main(argv)`` here (``run_cli``): the same
+A script's flags, errors and tiny runs go through its ``main(argv)`` here (``run_cli``): the same
 code as ``python scripts/NAME.py``, without the seconds each new Python spends importing torch.
-A test starts a real process (``run_script``) only where a process is the point: signals, two
-processes at once, torchrun, a fresh interpreter, the command line's smoke runs. Such a test is
-marked ``subprocess`` (pyproject.toml lists the markers), so the quick run can leave it out.
+A test starts a real process only where a process is the point: signals, two processes at once,
+torchrun, a terminal, a fresh interpreter, the smoke run of each script. Such a test is marked
+``subprocess`` (pyproject.toml lists the markers), so the quick run can leave it out.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import importlib
 import io
 import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -28,21 +27,29 @@ import torch
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "scripts"
-
 # the warnings a plain ``python script.py`` does not show (Python's default filters)
 HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
 
 
+def pytest_configure(config):
+    """Under pytest-xdist: one thread per worker, so the workers share the cores without spinning
+    against each other (cnn_torch/machinery/cpu_sharing.py), and a training in a worker keeps its
+    thread count whatever the other workers do."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def trainings_of_this_session(tmp_path_factory):
-    """Trainings elsewhere on the machine (another test worker, a learner's run) would change the
-    thread count of a training in this process mid-run (cnn_torch/machinery/cpu_sharing.py), and
-    with it the last bits of numbers that tests compare bit for bit: this process and the ones it
-    starts announce their trainings in a folder of their own."""
+    """Trainings elsewhere on the machine (a learner's run, another test session) would change the
+    thread count of a training in this process mid-run, and with it the last bits of numbers that
+    tests compare bit for bit: this session's trainings, in this process, in its workers and in the
+    processes they start, announce themselves in a folder of their own."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "running"  # the workers': one
+    folder.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CNN_TORCH_RUNNING", str(tmp_path_factory.mktemp("running")))
+        patch.setenv("CNN_TORCH_RUNNING", str(folder))
         yield
 
 
@@ -79,12 +86,3 @@ def run_cli(name: str, *argv, cwd: Path | None = None, env: dict | None = None) 
     shown = [caught_ for caught_ in caught if not issubclass(caught_.category, HIDDEN_WARNINGS)]
     errors = stderr.getvalue() + "".join(f"warning: {caught_.message}\n" for caught_ in shown)
     return subprocess.CompletedProcess([name, *argv], code, stdout.getvalue(), errors)
-
-
-def run_script(name: str, *argv, cwd: Path = ROOT, env: dict | None = None, stdin: str | None = None,
-               timeout: int = 600) -> subprocess.CompletedProcess:  # fmt: skip
-    """``python scripts/NAME.py argv`` in a new process, from ``cwd``; ``env`` is added to the environment."""
-    return subprocess.run(
-        [sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, argv)], cwd=cwd, env={**os.environ, **(env or {})},
-        input=stdin, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
