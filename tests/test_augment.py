@@ -4,19 +4,14 @@ only. Then what Keras cannot check: seeding, resuming, and the global random sta
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import torch
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere
-os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from cnn_torch.errors import UserError  # noqa: E402
-from cnn_torch.evaluation import predict  # noqa: E402
-from cnn_torch.keras_rules import augment  # noqa: E402
-from cnn_torch.models import build_model  # noqa: E402
+from cnn_torch.errors import UserError
+from cnn_torch.evaluation import predict
+from cnn_torch.keras_rules import augment
+from cnn_torch.models import build_model
 
 keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -5,12 +5,11 @@ rules and the checkpoint files checked on real runs of ``scripts/train.py``."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 from cnn_torch import data
@@ -176,22 +175,16 @@ def test_a_checkpoint_rebuilds_the_model_from_the_file_alone(tmp_path):
 
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
-    """Two tiny CLI runs, one per monitor, started together to save time."""
+    """Two tiny runs of train.py's main(), one per monitor."""
     root = tmp_path_factory.mktemp("cli_runs")
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--dataset", "shapes", "--limit", "300",
-               "--epochs", "3", "--seed", "0", "--quiet"]  # fmt: skip
     runs = {}
     for monitor, extra in (("val_loss", []), ("val_accuracy", ["--monitor", "val_accuracy"])):
         out = root / monitor
-        flags = ["--out", str(out), "--fig-dir", str(out), *extra]
-        process = subprocess.Popen(
-            [*command, *flags], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        runs[monitor] = (out, process)
-    for _, process in runs.values():
-        stdout, stderr = process.communicate(timeout=900)
-        assert process.returncode == 0, stderr + stdout
-    return {monitor: out for monitor, (out, _) in runs.items()}
+        result = run_cli("train", "--dataset", "shapes", "--limit", "300", "--epochs", "3", "--seed", "0", "--quiet",
+                         "--out", out, "--fig-dir", out, *extra, cwd=root)  # fmt: skip
+        assert result.returncode == 0, result.stderr + result.stdout
+        runs[monitor] = out
+    return runs
 
 
 @pytest.mark.parametrize("monitor, pick", [("val_loss", min), ("val_accuracy", max)])

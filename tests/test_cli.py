@@ -1,5 +1,6 @@
 """The main job end to end: ``scripts/train.py`` on the offline ``shapes`` data, and
-(marked slow) on the real CIFAR-10 JPEGs in ../shared/data when they are there."""
+(marked slow) on the real CIFAR-10 JPEGs in ../shared/data when they are there. The smoke
+runs start real processes, as a learner does; the other checks call the scripts' ``main()``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_JPG = ROOT.parent / "shared" / "data" / "cifar10-jpg"
@@ -24,6 +26,7 @@ def train(*args: str, timeout: int = 600, env: dict | None = None) -> subprocess
     )
 
 
+@pytest.mark.subprocess
 def test_cli_smoke_run_writes_history_figures_and_checkpoints(tmp_path):
     out, figs = tmp_path / "run", tmp_path / "fig"
     result = train("--dataset", "shapes", "--limit", "300", "--epochs", "2", "--seed", "3",
@@ -51,16 +54,16 @@ def test_the_same_seed_gives_the_same_history_twice(tmp_path):
     here, so trainings elsewhere on the machine cannot change the thread count mid-run)."""
     histories = []
     for name in ("a", "b"):
-        result = train("--dataset", "shapes", "--limit", "200", "--epochs", "2", "--seed", "11", "--quiet",
-                       "--model", "model_dropout", "--out", str(tmp_path / name), "--fig-dir", str(tmp_path / "fig"),
-                       env={"CNN_TORCH_RUNNING": str(tmp_path / "running")})
+        result = run_cli("train", "--dataset", "shapes", "--limit", "200", "--epochs", "2", "--seed", "11", "--quiet",
+                         "--model", "model_dropout", "--out", tmp_path / name, "--fig-dir", tmp_path / "fig",
+                         env={"CNN_TORCH_RUNNING": str(tmp_path / "running")})  # fmt: skip
         assert result.returncode == 0, result.stderr
         histories.append((tmp_path / name / "history.json").read_text())
     assert histories[0] == histories[1]
 
 
 def test_help_lists_the_flags():
-    result = train("--help")
+    result = run_cli("train", "--help")
     assert result.returncode == 0
     for flag in ("--model", "--dataset", "--data-dir", "--epochs", "--batch-size", "--optimizer",
                  "--learning-rate", "--validation-split", "--limit", "--seed", "--device", "--out",
@@ -83,6 +86,7 @@ def test_real_cifar10_2000_images_2_epochs_learns(tmp_path):
     assert history["loss"][-1] < history["loss"][0]
 
 
+@pytest.mark.subprocess
 def test_plot_history_redraws_a_runs_figures(tmp_path):
     from cnn_torch.history import History, save_history
 

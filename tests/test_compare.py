@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 from cnn_torch import fit
@@ -343,11 +343,8 @@ def test_plot_history_script_overlays_several_runs(tmp_path):
             history.append(epoch, {"loss": 1 - shift, "accuracy": 0.5 + shift, "val_loss": 1.2, "val_accuracy": 0.4})
         (tmp_path / name).mkdir()
         save_history(history, tmp_path / name)
-    result = subprocess.run(
-        [sys.executable, "scripts/plot_history.py", str(tmp_path / "run-a"), str(tmp_path / "run-b" / "history.json"),
-         "--fig-dir", str(tmp_path / "fig")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+    result = run_cli("plot_history", tmp_path / "run-a", tmp_path / "run-b" / "history.json", "--fig-dir",
+                     tmp_path / "fig", cwd=ROOT)  # fmt: skip
     assert result.returncode == 0, result.stderr
     figures = list((tmp_path / "fig").glob("*comparison*.png"))
     assert len(figures) == 1 and figures[0].stat().st_size > 10_000
@@ -396,9 +393,8 @@ def test_bad_model_arguments_raise(kwargs, message):
 # --- the command line --------------------------------------------------------------------------
 
 
-def compare_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "scripts/compare.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+def compare_cli(*args: str) -> subprocess.CompletedProcess:
+    return run_cli("compare", *args, cwd=ROOT)
 
 
 def test_cli_compares_writes_and_resumes(tmp_path):

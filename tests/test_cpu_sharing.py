@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from cnn_torch import fit
@@ -66,6 +67,7 @@ def test_fit_takes_its_share_while_another_training_runs_and_all_threads_after(t
         torch.set_num_threads(threads_before)
 
 
+@pytest.mark.subprocess
 def test_two_processes_see_each_other(tmp_path):
     """Two real trainings started together: each reports its threads while the other runs."""
     script = (

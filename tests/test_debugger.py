@@ -16,9 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "scripts" / "train.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.subprocess
 SMALL = ["--dataset", "shapes", "--limit", "64", "--batch-size", "16", "--seed", "0", "--quiet"]
 
 

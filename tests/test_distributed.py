@@ -123,6 +123,7 @@ def read_history(run_dir: Path) -> dict:
     return json.loads((run_dir / "history.json").read_text())
 
 
+@pytest.mark.subprocess
 def test_two_ranks_train_like_one_process_and_only_rank_0_writes(tmp_path):
     # both runs at once: the wall time is that of the slower one
     one = start([sys.executable, str(TRAIN), *FLAGS, "--out", "run"], tmp_path / "one")
@@ -154,6 +155,7 @@ def test_two_ranks_train_like_one_process_and_only_rank_0_writes(tmp_path):
         assert torch.tensor(distributed["history"][key]).tolist() == distributed["history"][key], key
 
 
+@pytest.mark.subprocess
 def test_a_failing_rank_ends_the_run_with_an_error_naming_it(tmp_path):
     failing = start(torchrun(ROOT / "tests" / "failing_rank.py", "1", *FLAGS, "--out", "run"), tmp_path)
     code, stdout, stderr = finish(failing)

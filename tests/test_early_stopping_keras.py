@@ -20,23 +20,20 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 from cnn_torch import EarlyStopping, fit
 from cnn_torch.checkpoints import load_checkpoint
 from cnn_torch.errors import UserError
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 # Keras's set_weights/get_weights on the torch backend warn about NumPy 2's copy keyword, ~20 times a sequence
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -364,30 +361,24 @@ def test_a_mode_keras_cannot_infer_is_one_line(kwargs, words):
 
 # --- on the command line -------------------------------------------------------------------------
 
-TRAIN = [sys.executable, str(ROOT / "scripts" / "train.py"), "--dataset", "shapes", "--limit", "300", "--seed", "0",
-         "--quiet"]  # fmt: skip
+TRAIN = ["--dataset", "shapes", "--limit", "300", "--seed", "0", "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
-    """Two runs at once: one that must stop at epoch 2 (nothing beats epoch 1 by 10), one with
-    --baseline and --start-from-epoch whose stop is checked against Keras replaying its history."""
+    """Two runs of train.py's main(): one that must stop at epoch 2 (nothing beats epoch 1 by 10), one
+    with --baseline and --start-from-epoch whose stop is checked against Keras replaying its history."""
     root = tmp_path_factory.mktemp("cli_stops")
     flags = {
         "min_delta": ["--epochs", "3", "--patience", "0", "--min-delta", "10", "--restore-best-weights"],
         "baseline": ["--epochs", "4", "--patience", "1", "--baseline", "0.5", "--start-from-epoch", "1",
                      "--restore-best-weights", "--monitor", "val_accuracy"],
     }  # fmt: skip
-    processes = {
-        name: subprocess.Popen([*TRAIN, *extra, "--out", str(root / name)], cwd=root, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        for name, extra in flags.items()
-    }  # fmt: skip
     results = {}
-    for name, process in processes.items():
-        stdout, stderr = process.communicate(timeout=900)
-        assert process.returncode == 0, stderr + stdout
-        results[name] = (root / name, stdout)
+    for name, extra in flags.items():
+        result = run_cli("train", *TRAIN, *extra, "--out", root / name, cwd=root)
+        assert result.returncode == 0, result.stderr + result.stdout
+        results[name] = (root / name, result.stdout)
     return results
 
 
@@ -400,8 +391,7 @@ def test_cli_says_it_stopped_and_model_pt_holds_the_restored_epoch(cli_runs):
     assert len(history["val_loss"]) == 2
     assert load_checkpoint(run_dir / "model.pt")["epoch"] == 1
     # evaluate.py reports the weights model.pt holds: epoch 1's, with epoch 1's validation numbers
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--checkpoint",
-                             str(run_dir / "model.pt")], capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = run_cli("evaluate", "--checkpoint", run_dir / "model.pt")
     assert result.returncode == 0, result.stderr
     assert "(cifar_model_small, 1 epoch(s) trained)" in result.stdout
     loss = float(re.search(r"^loss: (\d+\.\d{4}) - accuracy", result.stdout, re.MULTILINE).group(1))
@@ -430,6 +420,6 @@ def test_cli_baseline_and_start_from_epoch_stop_where_keras_would(cli_runs, kera
      (["--patience", "2", "--start-from-epoch", "-1"], "--start-from-epoch must be 0 or more")],
 )  # fmt: skip
 def test_cli_early_stopping_flags_are_checked_before_any_data(tmp_path, flags, words):
-    result = subprocess.run([*TRAIN, *flags], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run_cli("train", *TRAIN, *flags, cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert words in result.stderr and "Data:" not in result.stdout

@@ -1,29 +1,26 @@
 """Every row of the table in docs/errors.md: bad input gets one line naming the problem and the fix.
 
-CLI rows run ``scripts/train.py`` (and ``scripts/evaluate.py``) in a subprocess from the
-repository root, exactly as a learner would, and check: a non-zero exit, no Python
-traceback, one ``error:`` line holding the message's key words, and nothing written.
-The subprocesses all start from one fixture, a few at a time, so the suite waits for the
-slowest rows rather than the sum of all of them; rows that only repeat another row's code
-path with another value call the script's ``main()`` in this process (``IN_PROCESS``).
+CLI rows run ``scripts/train.py`` (and ``scripts/evaluate.py``) from the repository root and
+check: a non-zero exit, no Python traceback, one ``error:`` line holding the message's key
+words, and nothing written. Every row calls the script's ``main(argv)`` in this process (the
+same code, without a torch start per row); a few rows (``SUBPROCESS_ROWS``) run again in real
+processes, exactly as a learner runs them, started together from one fixture.
 API rows call the function and expect a ``UserError``.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import os
 import pickle
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 from cnn_torch import fit, models
@@ -208,12 +205,9 @@ def bad_inputs(tmp_path_factory) -> Path:
     return root
 
 
-# Rows that repeat another row's code path with another value run in this process, through
-# the script's own main(): the same messages, without paying for one more torch start each.
-IN_PROCESS = {
-    "epochs_negative", "batch_size_negative", "validation_split_zero", "validation_split_one",
-    "resume_empty_file", "resume_text_file", "evaluate_other_tool", "evaluate_version_99", "evaluate_crafted_system",
-}  # fmt: skip
+# Rows that run again in a real process, as a learner runs them: a message of the code's
+# (train.py, evaluate.py) and one of argparse's, each with nothing else on stderr.
+SUBPROCESS_ROWS = ["data_dir_missing", "unknown_model", "evaluate_crafted_system"]
 
 
 @pytest.fixture(scope="module")
@@ -235,36 +229,30 @@ def row_command(row_id: str, bad_inputs: Path, outputs: Path) -> tuple[Path, lis
 
 @pytest.fixture(scope="module")
 def cli_results(bad_inputs, outputs) -> dict[str, subprocess.CompletedProcess]:
-    """Run every subprocess row once, a few at a time (each start is mostly importing torch)."""
-    # one thread per process: the rows share the machine's cores
-    env = {**os.environ, "CNN_TORCH_CACHE": str(outputs / "cache"), "OMP_NUM_THREADS": "1"}
-
-    def run(row_id: str) -> tuple[str, subprocess.CompletedProcess]:
+    """Every row once, through the script's ``main(argv)`` in this process."""
+    env = {"CNN_TORCH_CACHE": str(outputs / "cache")}
+    results = {}
+    for row_id in ROWS:
         script, argv = row_command(row_id, bad_inputs, outputs)
-        result = subprocess.run(
-            [sys.executable, str(script), *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
-        )
-        return row_id, result
-
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        return dict(pool.map(run, [row_id for row_id in ROWS if row_id not in IN_PROCESS]))
+        results[row_id] = run_cli(script.stem, *argv, cwd=ROOT, env=env)
+    return results
 
 
-@functools.cache
-def load_script(path: Path):
-    return importlib.import_module(f"cnn_torch.cli.{path.stem}")  # scripts/NAME.py runs cnn_torch/cli/NAME.py
-
-
-def run_in_process(row_id: str, bad_inputs: Path, outputs: Path, capsys) -> subprocess.CompletedProcess:
-    """``main(argv)`` of the row's script; any exception other than argparse's exit fails the test."""
-    script, argv = row_command(row_id, bad_inputs, outputs)
-    capsys.readouterr()
-    try:
-        code = load_script(script).main(argv)
-    except SystemExit as exit_:  # argparse
-        code = exit_.code
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
+@pytest.fixture(scope="module")
+def subprocess_results(bad_inputs, tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedProcess]]:
+    """The ``SUBPROCESS_ROWS``, each in its own process, started together; their own outputs folder."""
+    outputs = tmp_path_factory.mktemp("outputs_subprocess")
+    env = {**os.environ, "CNN_TORCH_CACHE": str(outputs / "cache"), "OMP_NUM_THREADS": "1"}
+    processes = {}
+    for row_id in SUBPROCESS_ROWS:
+        script, argv = row_command(row_id, bad_inputs, outputs)
+        processes[row_id] = subprocess.Popen([sys.executable, str(script), *argv], cwd=ROOT, env=env,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    results = {}
+    for row_id, process in processes.items():
+        stdout, stderr = process.communicate(timeout=600)
+        results[row_id] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    return outputs, results
 
 
 def error_line(stderr: str, usage: bool) -> str:
@@ -279,13 +267,8 @@ def error_line(stderr: str, usage: bool) -> str:
 ERROR_ROW_IDS = [row_id for row_id, (_, _, words) in ROWS.items() if words]
 
 
-@pytest.mark.parametrize("row_id", ERROR_ROW_IDS)
-def test_cli_bad_input_gets_one_line_naming_the_fix(request, bad_inputs, outputs, capsys, row_id):
+def check_refused(result: subprocess.CompletedProcess, row_id: str, bad_inputs: Path, outputs: Path) -> None:
     _, _, words = ROWS[row_id]
-    if row_id in IN_PROCESS:
-        result = run_in_process(row_id, bad_inputs, outputs, capsys)
-    else:
-        result = request.getfixturevalue("cli_results")[row_id]
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     usage = words[0] == "usage"
@@ -301,6 +284,19 @@ def test_cli_bad_input_gets_one_line_naming_the_fix(request, bad_inputs, outputs
     assert not (outputs / row_id).exists()
     assert not (bad_inputs / "nowhere").exists()
     assert not (outputs / "fig").exists() or not any((outputs / "fig").glob(f"{row_id}_*"))
+
+
+@pytest.mark.parametrize("row_id", ERROR_ROW_IDS)
+def test_cli_bad_input_gets_one_line_naming_the_fix(cli_results, bad_inputs, outputs, row_id):
+    check_refused(cli_results[row_id], row_id, bad_inputs, outputs)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("row_id", SUBPROCESS_ROWS)
+def test_cli_bad_input_in_a_real_process(subprocess_results, bad_inputs, row_id):
+    outputs, results = subprocess_results
+    check_refused(results[row_id], row_id, bad_inputs, outputs)
+    assert not (bad_inputs / "SHELL_RAN").exists()
 
 
 def test_a_refused_out_leaves_the_old_run_untouched(cli_results, bad_inputs):

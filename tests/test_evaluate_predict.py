@@ -3,7 +3,6 @@ computation, image files read like ``keras.utils.load_img``, and scripts/predict
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import cli_module
 from PIL import Image
 from torch.nn import functional as F
 
@@ -33,12 +33,8 @@ from cnn_torch.sources.image_files import load_image, load_images, to_model_inpu
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str):
-    return importlib.import_module(f"cnn_torch.cli.{name}")
-
-
-evaluate_script = load_script("evaluate")
-predict_script = load_script("predict")
+evaluate_script = cli_module("evaluate")
+predict_script = cli_module("predict")
 
 
 # --- the confusion matrix and per-class accuracy ------------------------------------------------
@@ -382,6 +378,7 @@ def test_predict_names_an_unreadable_file(tmp_path, capsys):
 # --- the real command lines ----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_cli_smoke_runs(tmp_path):
     checkpoint = make_run(tmp_path / "run", SHAPES_FLAGS)
     image = str(write_images(tmp_path)["wide.png"])

@@ -26,9 +26,6 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere
-os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")  # the comparison is a CPU, float32 one
-
 import pytest  # noqa: E402
 
 keras = pytest.importorskip("keras")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 from cnn_torch import fit, models
@@ -45,7 +46,7 @@ def run_script(*argv, cwd: Path, env: dict | None = None, timeout: int = 600, st
 
 
 def test_first_command_offline_trains_on_the_built_in_data_and_says_so(tmp_path):
-    result = run_script(TRAIN, "--epochs", "1", "--limit", "100", "--seed", "0", cwd=tmp_path, env=OFFLINE)
+    result = run_cli("train", "--epochs", "1", "--limit", "100", "--seed", "0", cwd=tmp_path, env=OFFLINE)
     assert result.returncode == 0, result.stderr
     notice = [line for line in result.stdout.splitlines() if line.startswith("notice:")]
     assert len(notice) == 1 and "CIFAR-10 could not be downloaded" in notice[0]
@@ -63,8 +64,8 @@ def test_first_command_offline_trains_on_the_built_in_data_and_says_so(tmp_path)
 
 
 def test_start_of_run_says_what_the_run_uses(tmp_path):
-    result = run_script(TRAIN, "--dataset", "shapes", "--limit", "100", "--epochs", "1", "--seed", "5",
-                        "--batch-size", "16", cwd=tmp_path, env=OFFLINE)  # fmt: skip
+    result = run_cli("train", "--dataset", "shapes", "--limit", "100", "--epochs", "1", "--seed", "5",
+                     "--batch-size", "16", cwd=tmp_path, env=OFFLINE)  # fmt: skip
     assert result.returncode == 0, result.stderr
     head = result.stdout.splitlines()[:7]
     assert head[0] == "Data:       shapes: 100 training images, 10 classes, 32x32"
@@ -189,6 +190,7 @@ def visible_lines(output: str) -> list[str]:
     return [line.split("\r")[-1].rstrip() for line in output.replace("\r\n", "\n").split("\n")]
 
 
+@pytest.mark.subprocess
 def test_the_epoch_line_shows_every_number_at_80_columns(tmp_path):
     output = run_in_terminal([sys.executable, str(TRAIN), "--dataset", "shapes", "--limit", "200", "--epochs", "2",
                               "--seed", "0"], cwd=tmp_path)  # fmt: skip
@@ -202,7 +204,7 @@ def test_the_epoch_line_shows_every_number_at_80_columns(tmp_path):
 
 
 def test_help_has_one_default_per_flag_and_text_for_every_flag(tmp_path):
-    result = run_script(TRAIN, "--help", cwd=tmp_path, env={"COLUMNS": "80"})
+    result = run_cli("train", "--help", cwd=tmp_path, env={"COLUMNS": "80"})
     assert result.returncode == 0
     text = result.stdout
     assert "(default: None)" not in text and "default data/)" not in text
@@ -232,6 +234,7 @@ def test_the_readme_pdb_line_comes_right_after_the_loss():
     assert loss_line < line and "breakpoint()" in "".join(lines[loss_line : line - 1])  # --break-at's, between
 
 
+@pytest.mark.subprocess
 def test_pdb_recipe_prints_the_loss_in_the_clone_s_training_py(tmp_path):
     """docs/debugging.md's recipe, as written: b LINE, c, p loss (and a look at the images), q."""
     commands = f"b cnn_torch/training.py:{readme_pdb_line()}\nc\np loss\np tuple(images.shape)\nq\n"
@@ -263,15 +266,15 @@ def folder_run(tmp_path_factory) -> Path:
             pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / "images" / "train" / name / f"{i}.png")
     env = {**OFFLINE, "CNN_TORCH_CACHE": str(root / "cache")}
-    result = run_script(TRAIN, "--data-dir", root / "images", "--epochs", "1", "--seed", "0", "--quiet",
-                        "--out", root / "run", cwd=root, env=env)  # fmt: skip
+    result = run_cli("train", "--data-dir", root / "images", "--epochs", "1", "--seed", "0", "--quiet",
+                     "--out", root / "run", cwd=root, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return root
 
 
 def test_evaluate_without_split_uses_the_validation_split_and_says_so(folder_run):
-    result = run_script(ROOT / "scripts" / "evaluate.py", "--checkpoint", folder_run / "run" / "best.pt",
-                        cwd=folder_run, env={"CNN_TORCH_CACHE": str(folder_run / "cache")})  # fmt: skip
+    result = run_cli("evaluate", "--checkpoint", folder_run / "run" / "best.pt",
+                     cwd=folder_run, env={"CNN_TORCH_CACHE": str(folder_run / "cache")})  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "no test split: evaluating the run's validation split" in result.stderr
     assert "val split: 4 images" in result.stdout
@@ -281,8 +284,7 @@ def test_evaluate_without_split_uses_the_validation_split_and_says_so(folder_run
 
 @pytest.mark.parametrize("form", ["run", "run/history.json", "run/history.csv"])
 def test_plot_history_takes_a_run_its_json_or_its_csv(folder_run, tmp_path, form):
-    result = run_script(ROOT / "scripts" / "plot_history.py", folder_run / form, "--fig-dir", tmp_path,
-                        cwd=folder_run)  # fmt: skip
+    result = run_cli("plot_history", folder_run / form, "--fig-dir", tmp_path, cwd=folder_run)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run_accuracy.png", "run_history.png", "run_loss.png"]
 
@@ -291,7 +293,7 @@ def test_plot_history_bad_input_gets_one_line(folder_run, tmp_path):
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     for path, words in ((tmp_path / "nowhere", "does not exist"), (tmp_path / "notes.csv", "not a history"),
                         (tmp_path, "holds no history.json")):  # fmt: skip
-        result = run_script(ROOT / "scripts" / "plot_history.py", path, cwd=tmp_path)
+        result = run_cli("plot_history", path, cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
 
@@ -305,6 +307,7 @@ def test_figure_titles_name_the_model_and_the_data(folder_run):
 # --- 5. in Jupyter ------------------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_in_a_notebook_nothing_is_painted_as_an_error_and_the_summary_shows_once(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 from cnn_torch.data import load_data, load_image_folder, select_classes
@@ -87,7 +88,6 @@ def test_resize_equals_tf_bilinear_within_rounding(source, target):
 
 def test_resize_equals_keras_ops_resize():
     """The same against Keras 3's own ``ops.image.resize`` (bilinear, antialias=False)."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras")
     pixels = np.random.default_rng(3).integers(0, 256, (48, 40, 3), dtype=np.uint8)
     theirs = keras.ops.convert_to_numpy(keras.ops.image.resize(pixels.astype("float32"), (32, 32)))
@@ -241,16 +241,10 @@ def test_class_subset_of_arrays_and_shapes():
 # --------------------------------------------------------------------------- the command line
 
 
-def run_script(*args, cwd=ROOT, env_cache=None):
-    env = {**os.environ, "CNN_TORCH_CACHE": str(env_cache)} if env_cache else None
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
-
-
 def test_train_validates_on_val_and_evaluate_defaults_to_test(tmp_path, cache_in_tmp):
     root = write_lesson_tree(tmp_path / "lesson", sizes=((32, 32), (48, 40)))
     run_dir = tmp_path / "run"
-    train = run_script(str(ROOT / "scripts/train.py"), "--data-dir", str(root), "--epochs", "2", "--out", str(run_dir),
-                       "--seed", "1", env_cache=cache_in_tmp)  # fmt: skip
+    train = run_cli("train", "--data-dir", root, "--epochs", "2", "--out", run_dir, "--seed", "1", cwd=ROOT)
     assert train.returncode == 0, train.stderr
     out = train.stdout
     assert f"the val split: {(root / 'val').resolve()}" in out
@@ -273,13 +267,11 @@ def test_train_validates_on_val_and_evaluate_defaults_to_test(tmp_path, cache_in
     assert loss == pytest.approx(history["val_loss"][-1], rel=1e-5)
     assert accuracy == pytest.approx(history["val_accuracy"][-1])
 
-    evaluated = run_script(str(ROOT / "scripts/evaluate.py"), "--checkpoint", str(run_dir / "model.pt"),
-                           env_cache=cache_in_tmp)  # fmt: skip
+    evaluated = run_cli("evaluate", "--checkpoint", run_dir / "model.pt", cwd=ROOT)
     assert evaluated.returncode == 0, evaluated.stderr
     assert f"test split: 10 images of {(root / 'test').resolve()}" in evaluated.stdout
     assert (run_dir / "fig" / "run_test_predictions.png").is_file()
-    on_val = run_script(str(ROOT / "scripts/evaluate.py"), "--checkpoint", str(run_dir / "model.pt"),
-                        "--split", "val", "--json", env_cache=cache_in_tmp)  # fmt: skip
+    on_val = run_cli("evaluate", "--checkpoint", run_dir / "model.pt", "--split", "val", "--json", cwd=ROOT)
     assert json.loads(on_val.stdout)["loss"] == pytest.approx(loss, rel=1e-5)
 
 
@@ -287,14 +279,13 @@ def test_image_size_builds_the_model_for_it(tmp_path, cache_in_tmp):
     root = write_lesson_tree(tmp_path / "lesson")
     run_dir = tmp_path / "run64"
     flags = ["--epochs", "1", "--out", str(run_dir), "--image-size", "64", "64", "--classes", "cat", "dog", "--quiet"]
-    train = run_script(str(ROOT / "scripts/train.py"), "--data-dir", str(root), *flags, env_cache=cache_in_tmp)
+    train = run_cli("train", "--data-dir", root, *flags, cwd=ROOT)
     assert train.returncode == 0, train.stderr
     from cnn_torch.checkpoints import load_checkpoint
     from cnn_torch.models import build_model, count_params
 
     checkpoint = load_checkpoint(run_dir / "model.pt")
     assert tuple(checkpoint["input_shape"]) == (3, 64, 64) and checkpoint["class_names"] == ["cat", "dog"]
-    os.environ.setdefault("KERAS_BACKEND", "torch")
     pytest.importorskip("keras")
     from cnn_torch.parity.keras_compat import keras_model_like
 
@@ -302,11 +293,10 @@ def test_image_size_builds_the_model_for_it(tmp_path, cache_in_tmp):
     assert keras_model_like(model).count_params() == count_params(model)  # Keras's summary, at 64x64
     assert count_params(model) != count_params(build_model("cifar_model_small", num_classes=2))
 
-    wrong = run_script(str(ROOT / "scripts/predict.py"), "--checkpoint", str(run_dir / "model.pt"),
-                       "--image-size", "32", "32", str(root / "test" / "cat" / "0.png"))  # fmt: skip
+    wrong = run_cli("predict", "--checkpoint", run_dir / "model.pt", "--image-size", "32", "32",
+                    root / "test" / "cat" / "0.png", cwd=ROOT)  # fmt: skip
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "the model takes 64x64" in wrong.stderr
-    unknown = run_script(str(ROOT / "scripts/train.py"), "--data-dir", str(root), "--classes", "cat", "horse",
-                         "--out", str(tmp_path / "never"))  # fmt: skip
+    unknown = run_cli("train", "--data-dir", root, "--classes", "cat", "horse", "--out", tmp_path / "never", cwd=ROOT)
     assert unknown.returncode == 2 and "horse is not a class" in unknown.stderr and unknown.stderr.count("\n") == 1
     assert not (tmp_path / "never").exists()
 

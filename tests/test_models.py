@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 
 import pytest
 import torch
@@ -230,7 +229,6 @@ def keras_equivalent(keras, name):
 
 
 def test_param_counts_match_keras():
-    os.environ["KERAS_BACKEND"] = "torch"
     keras = pytest.importorskip("keras")
     for name in EXPECTED:
         assert keras_equivalent(keras, name).count_params() == count_params(build_model(name)), name

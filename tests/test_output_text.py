@@ -11,7 +11,9 @@ import re
 import sys
 from pathlib import Path
 
-from test_learners_path import run_in_terminal, run_script, visible_lines
+import pytest
+from conftest import run_cli
+from test_learners_path import run_in_terminal, visible_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
@@ -30,6 +32,7 @@ def paragraphs(lines: list[str], starts: tuple[str, ...]) -> list[str]:
     return [" ".join(text.split()) for text in joined]
 
 
+@pytest.mark.subprocess
 def test_trace_lines_wrap_at_word_boundaries_at_80_columns(tmp_path):
     output = run_in_terminal([sys.executable, str(SCRIPTS / "train.py"), "--dataset", "shapes", "--limit", "64",
                               "--epochs", "1", "--trace", "--quiet", "--seed", "0", "--out", str(tmp_path / "run")],
@@ -44,6 +47,7 @@ def test_trace_lines_wrap_at_word_boundaries_at_80_columns(tmp_path):
     assert "loss.backward(): gradient norm per parameter:" in text and text.count("Keras: ") == 8
 
 
+@pytest.mark.subprocess
 def test_compare_lines_and_table_fit_80_columns(tmp_path):
     output = run_in_terminal([sys.executable, str(SCRIPTS / "compare.py"), "--dataset", "shapes", "--limit", "40",
                               "--epochs", "1", "--seed", "0", "--optimizer", "sgd", "adam",
@@ -63,7 +67,7 @@ def test_compare_lines_and_table_fit_80_columns(tmp_path):
 
 
 def test_predict_help_has_no_default_none(tmp_path):
-    result = run_script(SCRIPTS / "predict.py", "--help", cwd=tmp_path, env={"COLUMNS": "80"})
+    result = run_cli("predict", "--help", cwd=tmp_path, env={"COLUMNS": "80"})
     assert result.returncode == 0
     assert "(default: None)" not in result.stdout and "(required)" in result.stdout
 

@@ -159,6 +159,7 @@ def test_flop_count_leaves_the_model_as_it_was():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
+@pytest.mark.subprocess
 def test_benchmark_script_runs_and_prints_a_table(tmp_path):
     result = subprocess.run(
         [
@@ -188,6 +189,7 @@ def test_benchmark_script_runs_and_prints_a_table(tmp_path):
     assert (tmp_path / "runs.json").is_file()
 
 
+@pytest.mark.subprocess
 def test_benchmark_probes_run_and_print_their_table():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--dataset", "shapes", "--limit", "64",

@@ -34,7 +34,6 @@ from cnn_torch import fit
 from cnn_torch.machinery import progress
 from cnn_torch.machinery.progress import EpochProgress
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
 keras = pytest.importorskip("keras")
 keras_progbar = pytest.importorskip("keras.src.utils.progbar")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # Keras on NumPy 2
@@ -256,6 +255,7 @@ def run_in_terminal(argv: list[str], cwd: Path, columns: int = 80) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.subprocess
 def test_train_py_on_an_80_column_terminal(tmp_path):
     output = run_in_terminal([sys.executable, str(ROOT / "scripts" / "train.py"), "--dataset", "shapes", "--limit",
                               "700", "--epochs", "2", "--seed", "0", "--out", str(tmp_path / "run")], cwd=tmp_path)

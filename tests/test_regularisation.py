@@ -14,20 +14,15 @@
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+import torch
+from torch import nn
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere
-os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from cnn_torch.errors import UserError  # noqa: E402
-from cnn_torch.keras_rules.regularizers import L2Regularized, regularized_kernels  # noqa: E402
-from cnn_torch.models import KerasBatchNorm1d, KerasBatchNorm2d, build_model, count_params, trainable_params  # noqa: E402
-from cnn_torch.parity import harness as parity  # noqa: E402
+from cnn_torch.errors import UserError
+from cnn_torch.keras_rules.regularizers import L2Regularized, regularized_kernels
+from cnn_torch.models import KerasBatchNorm1d, KerasBatchNorm2d, build_model, count_params, trainable_params
+from cnn_torch.parity import harness as parity
 
 keras = pytest.importorskip("keras")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

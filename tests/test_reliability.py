@@ -3,7 +3,8 @@ loading is safe; runs record how they were made.
 
 The CLI tests send real signals to real ``scripts/train.py`` processes; the runs they need
 start together from one fixture (the machine's cores are shared, and each start is mostly
-importing torch). The API tests do the same things in this process, on tiny data.
+importing torch); the runs no signal reaches call train.py's ``main()`` in this process.
+The API tests do the same things in this process, on tiny data.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from conftest import cli_module, run_cli
 
 from cnn_torch import checkpoints as checkpoints_module
 from cnn_torch import fit, models
@@ -71,14 +73,11 @@ def wait(process: subprocess.Popen) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory) -> dict:
-    """Start every CLI run at once; Ctrl-C one of them during epoch 3 of 4, then resume it."""
+    """Start the Ctrl-C runs at once; Ctrl-C one of them during epoch 3 of 4, then resume it."""
     root = tmp_path_factory.mktemp("reliability")
     runs = {
         "interrupted": start(CTRL_C_RUN, root / "interrupted"),
         "uninterrupted": start(CTRL_C_RUN, root / "uninterrupted"),
-        "deterministic_a": start(DETERMINISTIC_RUN, root / "deterministic_a"),
-        "deterministic_b": start(DETERMINISTIC_RUN, root / "deterministic_b"),
-        "nan": start(NAN_RUN, root / "nan"),
     }
     try:
         # Ctrl-C once epoch 2 is on disk: it lands during epoch 3 (or 4, on a slow poll).
@@ -111,9 +110,21 @@ def cli_runs(tmp_path_factory) -> dict:
     return results
 
 
+@pytest.fixture(scope="module")
+def in_process_runs(tmp_path_factory) -> dict:
+    """The runs no signal reaches, through train.py's ``main()`` in this process."""
+    root = tmp_path_factory.mktemp("reliability_in_process")
+    results = {"root": root}
+    for name, argv in (("deterministic_a", DETERMINISTIC_RUN), ("deterministic_b", DETERMINISTIC_RUN),
+                       ("nan", NAN_RUN)):  # fmt: skip
+        results[name] = run_cli("train", *argv, "--out", root / name, "--fig-dir", root / "fig", cwd=ROOT)
+    return results
+
+
 # --- Ctrl-C and exact resume ---------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_ctrl_c_stops_with_130_keeping_the_finished_epochs(cli_runs):
     result, run_dir, files = cli_runs["interrupted"], cli_runs["root"] / "interrupted", cli_runs["interrupted_files"]
     assert result.returncode == 130, result.stderr
@@ -131,6 +142,7 @@ def test_ctrl_c_stops_with_130_keeping_the_finished_epochs(cli_runs):
     assert record["status"] == "interrupted" and record["epochs_done"] == done
 
 
+@pytest.mark.subprocess
 def test_resume_after_ctrl_c_repeats_the_uninterrupted_run_bit_for_bit(cli_runs):
     resumed, reference = cli_runs["root"] / "interrupted", cli_runs["root"] / "uninterrupted"
     assert cli_runs["uninterrupted"].returncode == 0, cli_runs["uninterrupted"].stderr
@@ -218,7 +230,7 @@ def test_outside_the_main_thread_ctrl_c_keeps_its_default():
 
 
 def test_ctrl_c_outside_fit_exits_130_without_a_traceback(monkeypatch, capsys):
-    train_script = load_train_script()
+    train_script = cli_module("train")
 
     def interrupted(args):
         raise KeyboardInterrupt  # e.g. during data loading, or a second Ctrl-C in the loop
@@ -231,8 +243,8 @@ def test_ctrl_c_outside_fit_exits_130_without_a_traceback(monkeypatch, capsys):
 # --- NaN / inf loss --------------------------------------------------------------------------------
 
 
-def test_nan_loss_in_the_cli_keeps_the_evidence(cli_runs):
-    result, run_dir = cli_runs["nan"], cli_runs["root"] / "nan"
+def test_nan_loss_in_the_cli_keeps_the_evidence(in_process_runs):
+    result, run_dir = in_process_runs["nan"], in_process_runs["root"] / "nan"
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -380,19 +392,19 @@ def test_safe_name_keeps_ordinary_names():
 # --- reproducibility ------------------------------------------------------------------------------
 
 
-def test_deterministic_runs_with_the_same_seed_repeat_exactly(cli_runs):
-    a, b = cli_runs["root"] / "deterministic_a", cli_runs["root"] / "deterministic_b"
+def test_deterministic_runs_with_the_same_seed_repeat_exactly(in_process_runs):
+    a, b = in_process_runs["root"] / "deterministic_a", in_process_runs["root"] / "deterministic_b"
     for name in ("deterministic_a", "deterministic_b"):
-        assert cli_runs[name].returncode == 0, cli_runs[name].stderr
+        assert in_process_runs[name].returncode == 0, in_process_runs[name].stderr
     assert (a / "history.json").read_text() == (b / "history.json").read_text()
     record = json.loads((a / "run.json").read_text())
     assert record["flags"]["deterministic"] is True
 
 
-def test_run_json_records_how_the_run_was_made(cli_runs):
-    run_dir = cli_runs["root"] / "uninterrupted"
+def test_run_json_records_how_the_run_was_made(in_process_runs):
+    run_dir = in_process_runs["root"] / "deterministic_a"
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["seed"] == 11
+    assert record["seed"] == 5
     versions = record["versions"]
     assert (versions["torch"], versions["python"]) == (str(torch.__version__), platform.python_version())
     assert torchvision.__version__.startswith(versions["torchvision"])  # "0.29.1" of "0.29.1+cu130"
@@ -402,12 +414,12 @@ def test_run_json_records_how_the_run_was_made(cli_runs):
                  "validation_split", "limit", "seed", "device", "precision", "out", "fig_dir", "deterministic",
                  "resume", "monitor", "patience"):  # fmt: skip
         assert name in flags, name
-    assert (flags["model"], flags["epochs"], flags["batch_size"], flags["limit"]) == ("model_dropout", 4, 16, 200)
+    assert (flags["model"], flags["epochs"], flags["batch_size"], flags["limit"]) == ("model_dropout", 2, 32, 200)
     commit = record["git_commit"]
     assert commit is None or re.fullmatch(r"[0-9a-f]{40}", commit)
     started, ended = dt.datetime.fromisoformat(record["started"]), dt.datetime.fromisoformat(record["ended"])
     assert started <= ended
-    assert record["status"] == "finished" and record["epochs_done"] == 4
+    assert record["status"] == "finished" and record["epochs_done"] == 2
 
 
 def test_seed_everything_deterministic_turns_on_deterministic_algorithms(monkeypatch):
@@ -439,9 +451,3 @@ def sleep_until(condition, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.001)
-
-
-def load_train_script():
-    from cnn_torch.cli import train
-
-    return train

@@ -16,8 +16,6 @@ call the script's ``main()`` in this process (the same code path, without a torc
 from __future__ import annotations
 
 import ctypes
-import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import cli_module, run_cli
 from PIL import Image
 
 from cnn_torch.checkpoints import load_checkpoint
@@ -71,19 +70,6 @@ def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
     for word in words:
         assert word in lines[0], lines[0]
     return lines[0]
-
-
-@functools.cache
-def script_module(path: Path):
-    return importlib.import_module(f"cnn_torch.cli.{path.stem}")  # scripts/NAME.py runs cnn_torch/cli/NAME.py
-
-
-def main_here(script: Path, *argv, capsys) -> subprocess.CompletedProcess:
-    """The script's ``main(argv)`` in this process: for checks that stop before any training."""
-    capsys.readouterr()
-    code = script_module(script).main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, captured.out, captured.err)
 
 
 # --- read-only folders ------------------------------------------------------------------------
@@ -176,6 +162,7 @@ def started(place) -> dict:
 # --- 1. runs never overwrite each other --------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_two_runs_started_together_get_a_directory_each(started, place):
     for name in ("together_1", "together_2"):
         assert started[name].returncode == 0, started[name].stderr
@@ -187,6 +174,7 @@ def test_two_runs_started_together_get_a_directory_each(started, place):
         assert (run_dir / "model.pt").is_file()
 
 
+@pytest.mark.subprocess
 def test_the_same_out_at_once_trains_once_and_refuses_the_other(started, place):
     results = sorted((started["same_out_1"], started["same_out_2"]), key=lambda result: result.returncode)
     assert [result.returncode for result in results] == [0, 2], [result.stderr for result in results]
@@ -212,6 +200,7 @@ def test_a_directory_claimed_in_the_same_second_gets_the_next_number(tmp_path, m
     assert all(path.is_dir() for path in claimed)
 
 
+@pytest.mark.subprocess
 def test_a_locked_run_directory_is_refused_in_one_line(tmp_path):
     holder = subprocess.Popen(  # another process holds the lock, as a training process does
         [sys.executable, "-c", "import sys; from pathlib import Path; from cnn_torch.cli import runs;"
@@ -231,6 +220,7 @@ def test_a_locked_run_directory_is_refused_in_one_line(tmp_path):
 # --- 2. a run works from any folder -------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_the_run_records_absolute_paths(started, place):
     assert started["stopped"].returncode == 130, started["stopped"].stderr
     flags = json.loads((place / "a" / "run" / "run.json").read_text())["flags"]
@@ -238,13 +228,14 @@ def test_the_run_records_absolute_paths(started, place):
     assert flags["out"] == str(place / "a" / "run")
 
 
+@pytest.mark.subprocess
 def test_evaluate_and_resume_work_from_another_folder(started, place):
     assert started["stopped"].returncode == 130, started["stopped"].stderr
-    evaluated = run(EVALUATE, "--checkpoint", "../a/run/last.pt", "--json", cwd=place / "b")
+    evaluated = run_cli("evaluate", "--checkpoint", "../a/run/last.pt", "--json", cwd=place / "b")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["num_samples"] == 4  # the last 0.2 of the 16 --limit took
     # without --epochs: on to the run's own 2 epochs (not the default 10), from another folder
-    resumed = run(TRAIN, "--resume", "../a/run", "--quiet", cwd=place / "b")
+    resumed = run_cli("train", "--resume", "../a/run", "--quiet", cwd=place / "b")
     assert resumed.returncode == 0, resumed.stderr
     history = json.loads((place / "a" / "run" / "history.json").read_text())
     assert history["epoch"] == [0, 1]
@@ -252,7 +243,7 @@ def test_evaluate_and_resume_work_from_another_folder(started, place):
 
 
 def test_the_clone_s_scripts_folder_never_gets_a_runs_folder(tmp_path):
-    result = run(TRAIN, *TINY, cwd=SCRIPTS, tmp=tmp_path)  # cd scripts && python train.py
+    result = run_cli("train", *TINY, cwd=SCRIPTS, env={"CNN_TORCH_CACHE": str(tmp_path / "cache")})  # cd scripts
     try:
         assert result.returncode == 0, result.stderr
         assert not (SCRIPTS / "runs").exists()
@@ -284,6 +275,7 @@ def read_only_folder(tmp_path):
     writable_again(folder)
 
 
+@pytest.mark.subprocess
 def test_train_and_compare_in_a_read_only_folder_say_so_before_any_data(read_only_folder):
     options = read_only(read_only_folder)
     for script, argv in ((TRAIN, TINY), (COMPARE, [*TINY, "--optimizer", "sgd", "adam"])):
@@ -292,6 +284,7 @@ def test_train_and_compare_in_a_read_only_folder_say_so_before_any_data(read_onl
         assert result.stdout == ""  # nothing loaded, nothing printed: the check came first
 
 
+@pytest.mark.subprocess
 def test_an_instructor_s_read_only_run(started, place, tmp_path):
     """A run shared read-only: evaluate.py prints its numbers, then a note; plot_history.py and
     --resume say in one line what to do, before any work."""
@@ -326,7 +319,7 @@ def test_an_output_path_naming_a_file_is_refused_before_any_data(tmp_path, monke
     (tmp_path / "notes.txt").write_text("a file")
     monkeypatch.chdir(tmp_path)
     # a --data-dir that does not exist: the output check must come first, before the data is looked at
-    result = main_here(TRAIN, "--data-dir", "nowhere", flag, "notes.txt", capsys=capsys)
+    result = run_cli("train", "--data-dir", "nowhere", flag, "notes.txt")
     one_error_line(result, words.format(f="notes.txt"))
     assert (tmp_path / "notes.txt").read_text() == "a file" and not (tmp_path / "runs").exists()
 
@@ -340,50 +333,53 @@ def test_pure_flag_checks_come_before_the_data(tmp_path, monkeypatch, capsys, ar
     if argv == ["--device", "cuda"] and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     monkeypatch.chdir(tmp_path)
-    result = main_here(TRAIN, "--data-dir", "nowhere", *argv, capsys=capsys)  # the data dir would fail next
+    result = run_cli("train", "--data-dir", "nowhere", *argv)  # the data dir would fail next
     one_error_line(result, words)
 
 
 # --- 6. flags that mislead -----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_resume_refuses_flags_that_disagree_with_the_run(started, place, capsys, monkeypatch):
     assert started["stopped"].returncode == 130, started["stopped"].stderr
     monkeypatch.chdir(place / "b")
-    result = main_here(TRAIN, "--resume", "../a/run", "--model", "cifar_model", "--batch-size", "64",
-                       "--optimizer", "sgd", capsys=capsys)  # fmt: skip
+    result = run_cli("train", "--resume", "../a/run", "--model", "cifar_model", "--batch-size", "64",
+                     "--optimizer", "sgd")  # fmt: skip
     line = one_error_line(result, "--resume ../a/run continues with the run's own settings")
     assert "--model cifar_model_small" in line and "--batch-size 4" in line and "--optimizer adam" in line
     assert "leave out --model, --batch-size, --optimizer" in line
     # the run's own values, given again, are no conflict (Adam in the lesson's spelling too)
-    same = main_here(TRAIN, "--resume", "../a/run", "--batch-size", "4", "--optimizer", "Adam", "--epochs", "1",
-                     capsys=capsys)  # fmt: skip
+    same = run_cli("train", "--resume", "../a/run", "--batch-size", "4", "--optimizer", "Adam", "--epochs", "1")
     assert "continues with the run's own settings" not in same.stderr
-    moved = main_here(TRAIN, "--resume", "../a/run", "--out", "elsewhere", "--epochs", "5", capsys=capsys)
+    moved = run_cli("train", "--resume", "../a/run", "--out", "elsewhere", "--epochs", "5")
     one_error_line(moved, "continues in ../a/run itself: leave out --out")
 
 
+@pytest.mark.subprocess
 def test_resume_without_epochs_does_not_extend_a_finished_run(started, place, capsys, monkeypatch):
     monkeypatch.chdir(place / "b")  # after test_evaluate_and_resume_work_from_another_folder (module order)
     checkpoint = load_checkpoint(place / "a" / "run" / "last.pt")
     if checkpoint["epoch"] != 2:
         pytest.skip("needs test_evaluate_and_resume_work_from_another_folder to have resumed the run")
-    result = main_here(TRAIN, "--resume", "../a/run", capsys=capsys)
+    result = run_cli("train", "--resume", "../a/run")
     one_error_line(result, "already finished 2 epochs", "pass --epochs larger than that")
 
 
+@pytest.mark.subprocess
 def test_train_takes_the_lesson_s_spellings_dropout_and_activation(started, place):
     checkpoint = load_checkpoint(place / "a" / "run" / "last.pt")
     assert checkpoint["model_kwargs"]["dropout"] == 0.3 and checkpoint["model_kwargs"]["activation"] == "tanh"
     assert json.loads((place / "a" / "run" / "run.json").read_text())["flags"]["optimizer"] == "adam"
 
 
+@pytest.mark.subprocess
 def test_limit_says_what_it_counts(started, capsys):
     stdout = started["stopped"].stdout
     assert "Data:       images: 12 training images" in stdout, stdout
     assert "Validation: 4 images (the last 0.2 of the 16 images --limit took)" in stdout, stdout
     with pytest.raises(SystemExit):
-        script_module(TRAIN).parse_args(["--help"])
+        cli_module("train").parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "BEFORE the validation cut: with --validation-split 0.2 (or data without a test split) 80%" in help_text
 
@@ -399,7 +395,7 @@ def test_compare_speaks_the_command_line_s_words(tmp_path, monkeypatch, capsys, 
     monkeypatch.chdir(tmp_path)
     if "--trace" in argv:  # argparse's own refusal, the Adam spelling passing before it
         with pytest.raises(SystemExit):
-            script_module(COMPARE).main(["--dataset", "shapes", *argv])
+            cli_module("compare").main(["--dataset", "shapes", *argv])
         assert words in capsys.readouterr().err
         return
-    one_error_line(main_here(COMPARE, "--data-dir", "nowhere", *argv, capsys=capsys), words)
+    one_error_line(run_cli("compare", "--data-dir", "nowhere", *argv), words)

@@ -8,14 +8,13 @@ installed. tests/test_tensorboard_keras.py compares with the files Keras itself 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 from cnn_torch import TensorBoard, fit
@@ -23,7 +22,6 @@ from cnn_torch.errors import UserError
 from cnn_torch.keras_rules.tensorboard import histogram_buckets, keras_weight_names
 from cnn_torch.models import KerasBatchNorm2d, build_model
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # for the Keras names, when keras is installed
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 from tensorboard.util.tensor_util import make_ndarray  # noqa: E402  (after the skip: tensorboard is optional)
 
@@ -230,9 +228,6 @@ def test_cli_batch_norm_histograms_have_keras_s_names(tmp_path, monkeypatch, cap
     assert {plugin(train, tag) for tag in train.Tags()["tensors"]} == {"scalars", "histograms"}
 
 
-HIDE_TENSORBOARD = "import sys; sys.modules['tensorboard'] = None; sys.modules['torch.utils.tensorboard'] = None; "
-
-
 def test_without_the_package_one_line_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
@@ -240,11 +235,10 @@ def test_without_the_package_one_line_says_how_to_install_it(monkeypatch):
         TensorBoard("logs", model=nn.Linear(1, 1))
 
 
-def test_cli_without_the_package_stops_before_any_data(tmp_path):
-    code = (HIDE_TENSORBOARD + "import runpy; sys.argv = ['train.py', '--dataset', 'shapes', '--tensorboard', 'tb'];"
-            f" runpy.run_path({str(ROOT / 'scripts' / 'train.py')!r}, run_name='__main__')")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+def test_cli_without_the_package_stops_before_any_data(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    result = run_cli("train", "--dataset", "shapes", "--tensorboard", "tb", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: TensorBoard logging needs the tensorboard package: pip install tensorboard")
     assert result.stderr.count("\n") == 1 and "Data:" not in result.stdout

@@ -9,12 +9,11 @@ import contextlib
 import copy
 import io
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
 from cnn_torch import fit
@@ -111,11 +110,8 @@ def test_break_at_stops_once_with_the_batch_in_scope(monkeypatch):
 
 
 def test_cli_trace_prints_the_steps(tmp_path):
-    command = [
-        sys.executable, "scripts/train.py", "--dataset", "shapes", "--limit", "200", "--epochs", "1",
-        "--trace", "--quiet", "--out", str(tmp_path / "run"), "--fig-dir", str(tmp_path / "fig"),
-    ]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = run_cli("train", "--dataset", "shapes", "--limit", "200", "--epochs", "1", "--trace", "--quiet",
+                     "--out", tmp_path / "run", "--fig-dir", tmp_path / "fig", cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = trace_lines(result.stdout)
     assert len(lines) == 8, result.stdout

@@ -4,22 +4,18 @@ All with ``weights=None``: the tests need no network."""
 
 from __future__ import annotations
 
-import os
 import urllib.error
 
-os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere
-os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
+import pytest
+import torch
+from torch import nn
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from cnn_torch import fit  # noqa: E402
-from cnn_torch.cli import flags as cli  # noqa: E402
-from cnn_torch.errors import UserError  # noqa: E402
-from cnn_torch.evaluation import predict  # noqa: E402
-from cnn_torch.keras_rules import transfer  # noqa: E402
-from cnn_torch.models import build_model, count_params, trainable_params  # noqa: E402
+from cnn_torch import fit
+from cnn_torch.cli import flags as cli
+from cnn_torch.errors import UserError
+from cnn_torch.evaluation import predict
+from cnn_torch.keras_rules import transfer
+from cnn_torch.models import build_model, count_params, trainable_params
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 

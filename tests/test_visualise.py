@@ -4,7 +4,6 @@ attribution maps, checked against computations by hand; the notebooks' helpers
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import re
@@ -15,6 +14,7 @@ import matplotlib
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import cli_module
 from torch import nn
 
 from cnn_torch import fit, models, workshop
@@ -291,10 +291,6 @@ def test_save_model_and_load_model_round_trip(tmp_path, trained):
 # --- the scripts' --visualise -------------------------------------------------------------------
 
 
-def load_script(name: str):
-    return importlib.import_module(f"cnn_torch.cli.{name}")
-
-
 def test_evaluate_and_predict_draw_what_the_network_sees(tmp_path, capsys, trained):
     pytest.importorskip("captum")
     from PIL import Image
@@ -305,7 +301,7 @@ def test_evaluate_and_predict_draw_what_the_network_sees(tmp_path, capsys, train
     run = tmp_path / "run"
     save_model(model, run / "best.pt", test_ds.class_names)
     write_json(run / "run.json", {"seed": 4, "flags": {"dataset": "shapes", "limit": 120}})
-    assert load_script("evaluate").main(["--checkpoint", str(run / "best.pt"), "--json", "--visualise"]) == 0
+    assert cli_module("evaluate").main(["--checkpoint", str(run / "best.pt"), "--json", "--visualise"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [Path(p).name for p in report["what_it_sees"]] == ["run_test_filters.png", "run_test_feature_maps.png",
                                                              "run_test_gradcam.png"]  # fmt: skip
@@ -315,7 +311,7 @@ def test_evaluate_and_predict_draw_what_the_network_sees(tmp_path, capsys, train
     Image.fromarray(test_ds.images[0].permute(1, 2, 0).numpy()).save(photo)
     argv = ["--checkpoint", str(run / "best.pt"), str(photo), "--json", "--visualise", "integrated_gradients",
             "--fig-dir", str(tmp_path / "seen")]  # fmt: skip
-    assert load_script("predict").main(argv) == 0
+    assert cli_module("predict").main(argv) == 0
     (result,) = json.loads(capsys.readouterr().out)
     assert [Path(p).name for p in result["what_it_sees"]] == ["best_filters.png", "photo_feature_maps.png",
                                                              "photo_integrated_gradients.png"]  # fmt: skip
