@@ -3,7 +3,8 @@
 A checkpoint is a plain dict of tensors and builtins: the ``state_dict`` plus what it
 takes to rebuild the model and use it (model name and constructor arguments, input
 shape, class names, pixel scaling), the epoch and History, library versions, and for
-resumable ``last.pt`` files the optimizer state and every random-number state.
+resumable ``last.pt`` files the optimizer state, every random-number state and, with early
+stopping, its state (patience count, best value, best weights).
 Nothing in it is a pickled object, so loading it can never run code.
 """
 
@@ -91,8 +92,10 @@ def make_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     seed: int | None = None,
     resumable: bool = False,
+    early_stopping: dict | None = None,
 ) -> dict:
-    """The checkpoint dict; ``epoch`` is the number of finished epochs."""
+    """The checkpoint dict; ``epoch`` is the number of finished epochs. ``early_stopping``:
+    ``EarlyStopping.state_dict()``, kept in a resumable checkpoint."""
     checkpoint = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -110,6 +113,8 @@ def make_checkpoint(
     if resumable:
         checkpoint["optimizer"] = {"name": type(optimizer).__name__, "state_dict": optimizer.state_dict()}
         checkpoint["rng"] = rng_state()
+        if early_stopping is not None:
+            checkpoint["early_stopping"] = early_stopping
     return checkpoint
 
 

@@ -1,7 +1,7 @@
 """A training run's directory: what the CLI writes after every epoch, and how it resumes.
 
 ``runs/<model>-<timestamp>/`` holds ``history.csv`` and ``history.json`` (rewritten
-atomically after every epoch), ``last.pt`` (resumable: optimizer and RNG states),
+atomically after every epoch), ``last.pt`` (resumable: optimizer, RNG and early-stopping states),
 ``best.pt`` (the best epoch so far, Keras ``ModelCheckpoint(save_best_only=True)``),
 ``model.pt`` (the final weights) and ``run.json`` (how the run was made).
 
@@ -160,25 +160,28 @@ def start_record(flags: dict, seed: int, device: torch.device, data: dict | None
 
 
 class RunRecorder:
-    """The CLI's ``on_epoch_end`` hook: after every epoch write the history, ``last.pt``,
-    on strict improvement of ``monitor`` ``best.pt``, and with --tensorboard the TensorBoard
-    logs (Keras's ``TensorBoard`` callback, :mod:`cnn_torch.keras_rules.tensorboard`). Nothing else."""
+    """The CLI's ``on_epoch_end`` hook: after every epoch write the history, ``last.pt`` (with
+    the run's ``early_stopping`` state, if any), on strict improvement of ``monitor`` ``best.pt``,
+    and with --tensorboard the TensorBoard logs (Keras's ``TensorBoard`` callback,
+    :mod:`cnn_torch.keras_rules.tensorboard`). Nothing else."""
 
     def __init__(self, run_dir: Path, model, optimizer, history: History, class_names, seed, monitor="val_loss",
-                 tensorboard=None):  # fmt: skip
+                 tensorboard=None, early_stopping: EarlyStopping | None = None):  # fmt: skip
         self.run_dir, self.model, self.optimizer = run_dir, model, optimizer
         self.history, self.class_names, self.seed = history, class_names, seed
-        self.tensorboard = tensorboard
+        self.tensorboard, self.early_stopping = tensorboard, early_stopping
         self.best = Improvement(monitor)
-        for epoch in history.epoch:  # a resumed run picks up the best value so far
-            logs = {key: values[epoch - history.epoch[0]] for key, values in history.history.items()}
+        for epoch, logs in epoch_logs(history):  # a resumed run picks up the best value so far
             if monitor in logs:
                 self.best.update(epoch, logs)
 
     def checkpoint(self, epoch: int, resumable: bool = False) -> dict:
+        # fit calls this hook before EarlyStopping judges the epoch: last.pt holds its state up to the
+        # epoch before, and the resume judges the last one again (resume_early_stopping)
+        stopping = self.early_stopping.state_dict() if self.early_stopping is not None else None
         return make_checkpoint(
             self.model, class_names=self.class_names, epoch=epoch, history=self.history,
-            optimizer=self.optimizer, seed=self.seed, resumable=resumable,
+            optimizer=self.optimizer, seed=self.seed, resumable=resumable, early_stopping=stopping,
         )
 
     def __call__(self, epoch: int, logs: dict[str, float]) -> None:
@@ -188,6 +191,31 @@ class RunRecorder:
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(epoch + 1))
         if self.tensorboard is not None:
             self.tensorboard(epoch, logs)
+
+
+def epoch_logs(history: History):
+    """``(epoch, logs)`` for every epoch of ``history``, as ``fit`` gave them to ``on_epoch_end``."""
+    for row, epoch in enumerate(history.epoch):
+        yield epoch, {key: values[row] for key, values in history.history.items()}
+
+
+def resume_early_stopping(stopping: EarlyStopping, resumed: dict, history: History, model, run_dir: Path) -> None:
+    """Put back the run's EarlyStopping: its state from last.pt, then the epochs that state has not
+    judged (last.pt is written before the epoch is judged), judged now from the History with the
+    weights they ended with (last.pt's, which ``model`` holds). A run that stopped early is over."""
+    if "early_stopping" in resumed:
+        stopping.load_state_dict(resumed["early_stopping"])
+    else:  # a last.pt from before cnn-torch kept it: every epoch is judged again (best weights: the last's)
+        stopping.load_state_dict(stopping.state_dict())
+    for epoch, logs in epoch_logs(history):
+        if stopping.last_epoch is None or epoch > stopping.last_epoch:
+            stopping.update(epoch, logs, model)
+    if stopping.stopped_epoch:  # the unbroken run stopped here: it would not train another epoch
+        raise UserError(
+            f"{run_dir} stopped early after epoch {stopping.stopped_epoch + 1} ({stopping.monitor} did not improve"
+            f" for {counted(stopping.patience, 'epoch')}): there is nothing to resume; to train on, start a new run"
+            " with a larger --patience"
+        )
 
 
 def read_run_flags(run_dir: Path) -> dict:
@@ -301,11 +329,13 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
     the run directory and run.json are written (rank 0) and the start-of-run lines printed."""
     from cnn_torch.checkpoints import restore_rng_state
 
-    history, initial_epoch = History(), 0
+    history, initial_epoch, stopping = History(), 0, early_stopping(args)
     if resumed is not None:  # the model was rebuilt from the checkpoint, weights included
         optimizer.load_state_dict(resumed["optimizer"]["state_dict"])
         history, initial_epoch = History.from_dict(resumed["history"]), resumed["epoch"]
         restore_rng_state(resumed["rng"])
+        if stopping is not None:  # it goes on counting where the run left off
+            resume_early_stopping(stopping, resumed, history, model, Path(args.resume))
     data = describe_data(lesson, validation_split, args.batch_size, notice, args.limit,
                          getattr(args, "jpeg_decoder", None) or "keras")  # fmt: skip
     check_break_at(args.break_at, args.epochs, data["steps_per_epoch"])
@@ -319,7 +349,7 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
     record = start_record(recorded_flags(args, lesson), seed, device, data)
     iterations = initial_epoch * data["steps_per_epoch"]  # the optimizer steps a resumed run has taken
     recorder = RunRecorder(run_dir, model, optimizer, history, lesson.class_names, seed, args.monitor,
-                           tensorboard(args, model, optimizer, iterations))  # fmt: skip
+                           tensorboard(args, model, optimizer, iterations), stopping)  # fmt: skip
     if rank == 0:
         write_run_record(run_dir, record)
         if not args.quiet:
@@ -328,7 +358,7 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
             figure = write_train_images(lesson, args, run_dir, record["data"]["name"])
             if not args.quiet:
                 print(f"Images:     {shown_path(figure)}", flush=True)
-    return Run(run_dir, record, recorder, history, initial_epoch, rank, early_stopping(args))
+    return Run(run_dir, record, recorder, history, initial_epoch, rank, stopping)
 
 
 def write_train_images(lesson, args, run_dir: Path, data_name: str) -> Path:

@@ -15,6 +15,10 @@ The rules (keras/src/callbacks/monitor_callback.py and early_stopping.py, in our
   ``wait >= patience`` (never on epoch 0). At the end of training put the best weights back
   (``restore_best_weights``), whether it stopped early or not. Everything is reset when a
   new ``fit`` starts (Keras's ``on_train_begin``), so one object serves several fits.
+
+Resuming (ours: Keras's ``fit(initial_epoch=...)`` starts its EarlyStopping afresh):
+``state_dict()`` goes into a run's ``last.pt`` and ``load_state_dict`` puts it back, so the
+fit that continues the run goes on counting where the unbroken run would have.
 """
 
 from __future__ import annotations
@@ -108,18 +112,39 @@ class EarlyStopping:
         self.monitor, self.mode, self.min_delta = monitor, keras_mode(monitor, mode), abs(min_delta)
         self.patience, self.verbose, self.baseline = patience, verbose, baseline
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
+        self.continues_a_run = False
         self.on_train_begin()
 
     def on_train_begin(self) -> None:
-        """Forget the previous fit (Keras's ``on_train_begin``); ``fit`` calls it before the first epoch."""
+        """Forget the previous fit (Keras's ``on_train_begin``); ``fit`` calls it before the first epoch.
+        Once after ``load_state_dict`` it forgets nothing: that fit continues the run."""
+        if self.continues_a_run:
+            self.continues_a_run = False
+            return
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best: float | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.restored_epoch: int | None = None
+        self.last_epoch: int | None = None  # the last epoch judged (0-based): a resume judges the ones after it
+
+    STATE = ("wait", "stopped_epoch", "best_epoch", "best", "best_weights", "last_epoch")
+
+    def state_dict(self) -> dict:
+        """Everything ``update`` has learnt so far, as tensors and builtins (``last.pt`` keeps it)."""
+        return {name: getattr(self, name) for name in self.STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from ``state_dict()``'s state: the next ``on_train_begin`` (the resumed fit's) keeps it."""
+        self.continues_a_run = False
+        self.on_train_begin()
+        for name in self.STATE:
+            setattr(self, name, state[name])
+        self.continues_a_run = True
 
     def update(self, epoch: int, logs: dict[str, float], model: nn.Module) -> bool:
         """Keras's ``on_epoch_end``, after the epoch is logged: returns True when training should stop."""
         current = monitored_value(self.monitor, logs)
+        self.last_epoch = epoch
         if epoch < self.start_from_epoch:  # the warm-up: not watched at all
             return False
         if self.restore_best_weights and self.best_weights is None:

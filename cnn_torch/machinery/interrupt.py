@@ -31,10 +31,17 @@ PASSED_OVER = ("torch", "torch.*", "cnn_torch.machinery.break_at")
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Raised by ``fit`` after a Ctrl-C, once the batch finished (or after ``q`` in the debugger);
-    ``.history`` holds the finished epochs (the partial epoch is not logged)."""
+    ``.history`` (also ``model.history``) holds the finished epochs, and ``.epoch`` is the first
+    epoch (0-based) that did not finish, where a resume starts. ``partial_epoch``: that epoch had
+    begun (its batches are not kept); else the Ctrl-C came while the epoch before it validated,
+    and that epoch finished and is logged."""
 
-    def __init__(self, history, epoch: int):
-        super().__init__(f"training interrupted during epoch {epoch + 1}")
+    def __init__(self, history, epoch: int, *, partial_epoch: bool = False):
+        finished = len(history.epoch) if history is not None else epoch
+        where = f"during epoch {epoch + 1} (not kept)" if partial_epoch else f"after epoch {epoch}"
+        kept = f"its {finished} finished epoch{'s' if finished != 1 else ''}" if finished else "no finished epoch"
+        # what a learner types next in the notebook, where fit's return value never arrived
+        super().__init__(f"training interrupted {where}; history = model.history has {kept}")
         self.history, self.epoch = history, epoch
 
 
@@ -78,7 +85,7 @@ def _debugger_quit_stops_training(history) -> Iterator[None]:
     except bdb.BdbQuit:
         epoch = history.epoch[-1] + 1 if history is not None and history.epoch else 0
         print("\nquit the debugger: training stopped", file=sys.stderr, flush=True)
-        raise TrainingInterrupted(history, epoch) from None
+        raise TrainingInterrupted(history, epoch, partial_epoch=True) from None
 
 
 def _pdb_leaving_ctrl_c_alone(*args, **kwargs) -> None:

@@ -60,7 +60,7 @@ class EpochWatch:
             self.progress.update(step + 1, {"loss": (loss_sum / seen).item(), "accuracy": (correct / seen).item()})
         if self.stop_requested[0]:
             self.progress.close(None)
-            raise TrainingInterrupted(self.history, self.epoch)  # the partial epoch is not logged
+            raise TrainingInterrupted(self.history, self.epoch, partial_epoch=True)  # the partial epoch is not logged
 
     def epoch_done(self, logs: dict[str, float]) -> None:
         self.progress.close(logs)
