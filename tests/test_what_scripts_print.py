@@ -5,6 +5,7 @@ and every line within 80 columns (COLUMNS=80) or wrapped between words."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -87,3 +88,34 @@ def test_a_long_path_breaks_after_a_slash(monkeypatch):
     assert lines[0].endswith("/") and lines[1].startswith(" " * 12)
     monkeypatch.delenv("COLUMNS")
     assert fitted_path("Images:     ", path) == "Images:     " + path  # a pipe or a log: one line
+
+
+def test_train_s_lines_say_what_the_model_holds_and_fit_80_columns(tmp_path, monkeypatch, capsys):
+    """A learner's run at 80 columns: the start lines name --batch-norm and --augment, say which
+    images were resized (width x height, of all splits), and no line is cut inside a word."""
+    from test_lesson_folders import write_lesson_tree
+
+    from cnn_torch.cli import train
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("CNN_TORCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # where a learner types the command: paths below it are shown relative
+    root = write_lesson_tree(tmp_path / "cifar10_images_small", sizes=((32, 32), (48, 40)))
+    out_dir = Path("runs") / "cifar_model_small_with_batch_norm_and_augmentation_2026-12-05_seed1"
+    argv = ["--data-dir", str(root), "--model", "cifar_model_small", "--batch-norm", "--augment", "flip",
+            "rotation=0.1", "--epochs", "1", "--seed", "1", "--out", str(out_dir)]  # fmt: skip
+    assert train.main(argv) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    # within 80 columns, or one word (a path part) too long to break anywhere
+    too_long = [line for line in lines if len(line) > 80 and " " in line.strip()]
+    assert not too_long, "\n".join(too_long)
+    joined = " ".join(out.split())
+    assert "Resized: 30 images of all splits from 40x48 to 32x32 (width x height)" in joined
+    assert "Model: cifar_model_small + batch normalisation, augmentation: flip=horizontal, rotation=0.1," in joined
+    figures = [line for line in lines if line.startswith("Figure:")]
+    assert figures and all(line.endswith("/") for line in figures)  # the path breaks after a folder
+    images = next(i for i, line in enumerate(lines) if line.startswith("Images:"))
+    shown = [lines[images].removeprefix("Images:")]
+    shown += [line for line in itertools.takewhile(lambda line: line.startswith(" " * 12), lines[images + 1:])]
+    assert "".join(part.strip() for part in shown) == str(out_dir / "fig" / f"{out_dir.name}_train_images.png")
