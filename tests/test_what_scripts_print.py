@@ -119,3 +119,24 @@ def test_train_s_lines_say_what_the_model_holds_and_fit_80_columns(tmp_path, mon
     shown = [lines[images].removeprefix("Images:")]
     shown += [line for line in itertools.takewhile(lambda line: line.startswith(" " * 12), lines[images + 1:])]
     assert "".join(part.strip() for part in shown) == str(out_dir / "fig" / f"{out_dir.name}_train_images.png")
+
+
+def test_compare_s_table_fits_80_columns(tmp_path, monkeypatch, capsys):
+    """Seven axes: the table's first column is headed "setting", its axes named on a line above,
+    the two-word headers on two lines; the settings' lines wrap between words."""
+    from cnn_torch.cli import compare
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("CNN_TORCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    argv = ["--dataset", "shapes", "--limit", "40", "--epochs", "1", "--batch-size", "20", "--seed", "0",
+            "--optimizer", "sgd", "adam", "--learning-rate", "0.01", "--dropout", "0.1", "--activation", "tanh",
+            "--l2", "0.001", "--augment", "flip", "--out", "c"]  # fmt: skip
+    assert compare.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
+    assert "setting: optimizer, learning_rate, batch_size, dropout, activation, augment, l2" in lines
+    header = next(i for i, line in enumerate(lines) if line.startswith("setting  "))
+    assert lines[header - 1].split() == ["best", "final"] and lines[header].split()[1:] == [
+        "val_accuracy", "epoch", "val_loss", "s/epoch"]
+    assert lines[header + 1].startswith("sgd, 0.01, 20, 0.1, tanh, flip, 0.001")
