@@ -50,7 +50,6 @@ import torch
 from torch import nn
 
 from cnn_torch.errors import UserError
-from cnn_torch.keras_rules.names import keras_label, keras_layer_names
 from cnn_torch.keras_rules.layers import (
     ACTIVATIONS,
     INITS,
@@ -61,6 +60,7 @@ from cnn_torch.keras_rules.layers import (
     check_args,
     keras_init,
 )
+from cnn_torch.keras_rules.names import keras_label, keras_layer_names
 
 # Keras's layers and the model base live in cnn_torch/keras_rules/layers.py; they are named here
 # too, where the lesson's models are: ``from cnn_torch.models import KerasBatchNorm2d, LessonModel``.
@@ -335,7 +335,8 @@ def summary(
     """Print a Keras-style ``model.summary()`` table (to ``file``, default stdout); returns None as Keras does.
 
     Layers are named as Keras names them (``conv2d (Conv2D)``, ``max_pooling2d (MaxPooling2D)``;
-    a ReLU module is its layer's activation, ``conv2d/activation (ReLU)``). Output shapes come from a forward pass of one zero image (batch shown as
+    a ReLU module is its layer's activation, ``conv2d/activation (ReLU)``). Output shapes come
+    from a forward pass of one zero image (batch shown as
     ``None``), recorded with forward hooks on every leaf module.
     """
     if input_shape is None:

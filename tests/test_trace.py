@@ -94,7 +94,8 @@ def test_trace_fits_80_columns_between_words(capsys, monkeypatch):
     lines = [line for line in out.splitlines() if line.startswith(("[trace]", "        "))]
     assert len(lines) > 16 and max(len(line) for line in lines) <= 80, "\n".join(lines)
     joined = " ".join(line.strip() for line in lines)
-    assert "conv2d/kernel" in joined and "train_step" in joined and "SparseCategoricalCrossentropy(from_logits=True)" in joined
+    assert "conv2d/kernel" in joined and "train_step" in joined
+    assert "SparseCategoricalCrossentropy(from_logits=True)" in joined
 
 
 def test_trace_off_prints_nothing(capsys):

@@ -335,5 +335,6 @@ def test_gradcam_at_an_earlier_convolution(trained):
     by_hand = torch.relu((gradients.mean(dim=(2, 3), keepdim=True) * caught["maps"]).sum(dim=1, keepdim=True))
     by_hand = F.interpolate(by_hand, size=(32, 32), mode="bilinear", align_corners=False)[:, 0].detach()
     torch.testing.assert_close(maps, by_hand, rtol=1e-4, atol=1e-6)
-    with pytest.raises(UserError, match=r"no convolution 'max_pooling2d \(MaxPooling2D\)' for Grad-CAM: choose one of 'conv2d \(Conv2D\)"):
+    refused = r"no convolution 'max_pooling2d \(MaxPooling2D\)' for Grad-CAM: choose one of 'conv2d \(Conv2D\)"
+    with pytest.raises(UserError, match=refused):
         attribution_maps(model, batch, layer="max_pooling2d (MaxPooling2D)")

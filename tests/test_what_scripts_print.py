@@ -66,9 +66,10 @@ def test_predict_on_a_read_only_run_prints_its_predictions_then_a_note(run_and_i
     run, files = run_and_images
     try:
         options = read_only(run)
-        result = subprocess.run([sys.executable, "-m", "cnn_torch.cli.predict", "--checkpoint", str(run / "best.pt"),
-                                 *files, "--visualise"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}, **options)  # fmt: skip
+        command = [sys.executable, "-m", "cnn_torch.cli.predict", "--checkpoint", str(run / "best.pt"), *files,
+                   "--visualise"]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env, **options)
         assert result.returncode == 0, result.stderr
         assert f"{files[0]}: " in result.stdout and f"{files[1]}: " in result.stdout
         assert "--fig-dir" not in result.stdout and "error" not in result.stderr
@@ -81,7 +82,8 @@ def test_predict_on_a_read_only_run_prints_its_predictions_then_a_note(run_and_i
 
 def test_a_long_path_breaks_after_a_slash(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
-    path = "runs/cifar_model_small_2026-12-05_17-30-14_seed1/fig/cifar_model_small_2026-12-05_17-30-14_seed1_train_images.png"
+    run = "cifar_model_small_2026-12-05_17-30-14_seed1"
+    path = f"runs/{run}/fig/{run}_train_images.png"
     lines = fitted_path("Images:     ", path).splitlines()
     assert len(lines) == 2 and all(len(line) <= 80 for line in lines)
     assert lines[0].removeprefix("Images:     ") + lines[1].strip() == path

@@ -453,7 +453,8 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
             f" to {width}x{height} (width x height)", indent=indent)
     say(f"Validation: {data['val_images']:,} images ({data['validation']})", indent=indent)
     if data.get("test_images") and "val" in data.get("splits", {}):
-        say(f"Test:       {data['test_images']:,} images kept for evaluate.py ({data['splits']['test']})", indent=indent)
+        say(f"Test:       {data['test_images']:,} images kept for evaluate.py ({data['splits']['test']})",
+            indent=indent)
     total, trainable = count_params(model), trainable_params(model)
     frozen = f" ({trainable:,} trainable)" if trainable != total else ""  # a frozen base, batch norm statistics
     say(f"Model:      {flags['model']}{model_holds(model)}, {total:,} parameters{frozen}", indent=indent)

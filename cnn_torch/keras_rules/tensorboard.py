@@ -29,7 +29,6 @@ which need TensorFlow. The event files are flushed after every epoch, so TensorB
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np

@@ -1,6 +1,7 @@
 """``fit(..., trace=True)``: narrate the first batch of the first epoch, step by step.
 
-Each line says what just happened (weights named as Keras names them: ``conv2d/kernel``) in the PyTorch loop and which part of Keras's
+Each line says what just happened (weights named as Keras names them:
+``conv2d/kernel``) in the PyTorch loop and which part of Keras's
 ``fit`` / ``train_step`` does the same thing, so a learner can read the loop happen.
 Nothing of it stands in ``fit``'s loop: :func:`trace_first_batch` attaches PyTorch's own
 hooks before the loop starts, and they remove themselves after the first optimizer step.
