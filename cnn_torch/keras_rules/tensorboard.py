@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from cnn_torch.errors import UserError
-from cnn_torch.keras_rules.names import keras_weight_names  # noqa: F401  (imported from here too)
+from cnn_torch.keras_rules.names import keras_weight_names
 
 INSTALL = "pip install tensorboard (or pip install -e '.[tensorboard]')"
 BUCKETS = 30  # tf.summary.histogram's default, which Keras's callback keeps
