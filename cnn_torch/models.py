@@ -60,6 +60,7 @@ from cnn_torch.keras_rules.layers import (
     check_args,
     keras_init,
 )
+from cnn_torch.keras_rules.names import keras_label, keras_layer_names
 
 # Keras's layers and the model base live in cnn_torch/keras_rules/layers.py; they are named here
 # too, where the lesson's models are: ``from cnn_torch.models import KerasBatchNorm2d, LessonModel``.
@@ -333,7 +334,9 @@ def summary(
 ) -> None:
     """Print a Keras-style ``model.summary()`` table (to ``file``, default stdout); returns None as Keras does.
 
-    Output shapes come from a forward pass of one zero image (batch shown as
+    Layers are named as Keras names them (``conv2d (Conv2D)``, ``max_pooling2d (MaxPooling2D)``;
+    a ReLU module is its layer's activation, ``conv2d/activation (ReLU)``). Output shapes come
+    from a forward pass of one zero image (batch shown as
     ``None``), recorded with forward hooks on every leaf module.
     """
     if input_shape is None:
@@ -369,7 +372,12 @@ def summary(
         for handle in handles:
             handle.remove()
 
-    widths = (29, 26, 10)
+    names = keras_layer_names(model)  # Keras's names: conv2d (Conv2D), max_pooling2d (MaxPooling2D), ...
+    labels = {layer_name: keras_label(names[layer_name], layer) for layer_name, layer in leaves}
+    longest = max((len(label) for label in labels.values()), default=0)
+    widths = (max(29, longest + 2), 26, 10)
+    if sum(widths) > 80:  # an 80-column terminal: the shape column gives way to a long layer name
+        widths = (widths[0], max(80 - widths[0] - widths[2], 18), widths[2])
     rule, double = "_" * sum(widths), "=" * sum(widths)
 
     def row(name: str, shape: str, params: str) -> str:
@@ -381,7 +389,7 @@ def summary(
         params = sum(_keras_weight_count(layer, recurse=False))
         if i:
             lines.append("")
-        label = f"{layer_name} ({type(layer).__name__})"
+        label = labels[layer_name]
         lines.append(row(label, shapes.get(layer_name, "?"), f"{params:,}"))
     trainable, non_trainable = _keras_weight_count(model)
     total = trainable + non_trainable

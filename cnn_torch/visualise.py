@@ -9,8 +9,9 @@ Keras's lessons show none of these, but each is a few lines of PyTorch:
 * **Feature maps** (:func:`feature_maps`, :func:`show_feature_maps`): what one image becomes
   after each convolution (with its activation, as Keras's ``Conv2D(activation='relu')``
   outputs it) and each pooling layer, caught with PyTorch forward hooks, the way
-  ``models.summary`` catches the output shapes. Layers are named as ``summary`` names them
-  (``"0 (Conv2d) + 1 (ReLU)"``, ``"2 (MaxPool2d)"``), so a map can be found in the table.
+  ``models.summary`` catches the output shapes. Layers are named as ``summary`` names them,
+  Keras's names (``"conv2d (Conv2D)"``, ``"max_pooling2d (MaxPooling2D)"``), so a map can be found
+  in the table and in the lesson.
 * **Attribution** (:func:`attribution_maps`, :func:`show_attributions`): which pixels made the
   model choose a class. ``"gradcam"`` is Grad-CAM (Selvaraju et al. 2017): the last
   convolution's maps, each weighted by the mean gradient of the class score over it, summed
@@ -35,6 +36,7 @@ from torch import nn
 
 from cnn_torch.errors import UserError
 from cnn_torch.image_grids import grid_of_axes
+from cnn_torch.keras_rules.names import keras_label, keras_layer_names
 from cnn_torch.platform.device import as_float
 from cnn_torch.plots import plt
 
@@ -50,9 +52,11 @@ CAPTUM_MISSING = 'attribution maps need Captum (not installed): pip install -e "
 # --------------------------------------------------------------------------- the layers
 
 
-def layer_name(name: str, module: nn.Module) -> str:
-    """A layer as ``models.summary`` lists it: ``"0 (Conv2d)"``."""
-    return f"{name} ({type(module).__name__})"
+def layer_name(name: str, module: nn.Module, model: nn.Module | None = None) -> str:
+    """A layer as ``models.summary`` lists it, under Keras's name: ``"conv2d (Conv2D)"`` (``name``
+    is the module's path in ``model``; without ``model``, the path itself)."""
+    names = keras_layer_names(model) if model is not None else {}
+    return keras_label(names.get(name, name), module)
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -63,29 +67,31 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def watched_layers(model: nn.Module, kinds: tuple[str, ...] = ("conv", "pool")) -> list[tuple[str, nn.Module]]:
     """``(label, module)`` for each convolution (kind ``"conv"``) and pooling layer (``"pool"``), in order.
 
-    A convolution followed by its activation is watched after the activation and labelled
-    with both (``"0 (Conv2d) + 1 (ReLU)"``): that is Keras's ``Conv2D(activation='relu')``'s
-    output. A convolution without one (or followed by a batch normalisation first) is
-    watched itself.
+    Labels are Keras's layer names, as ``models.summary`` shows them (``"conv2d (Conv2D)"``,
+    ``"max_pooling2d (MaxPooling2D)"``). A convolution followed by its activation is watched
+    after the activation: that is Keras's ``Conv2D(activation='relu')``'s output. A convolution
+    without one (or followed by a batch normalisation first) is watched itself.
     """
     leaves = _leaves(model)
+    names = keras_layer_names(model)
+    label = {path: keras_label(names.get(path, path), module) for path, module in leaves}
     watched = []
     for i, (name, module) in enumerate(leaves):
         if isinstance(module, nn.Conv2d) and "conv" in kinds:
             following = leaves[i + 1] if i + 1 < len(leaves) else None
             if following is not None and isinstance(following[1], ACTIVATION_TYPES):
-                watched.append((f"{layer_name(name, module)} + {layer_name(*following)}", following[1]))
+                watched.append((label[name], following[1]))
             else:
-                watched.append((layer_name(name, module), module))
+                watched.append((label[name], module))
         elif isinstance(module, POOLING_TYPES) and "pool" in kinds:
-            watched.append((layer_name(name, module), module))
+            watched.append((label[name], module))
     return watched
 
 
 def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, module in _leaves(model):
         if isinstance(module, nn.Conv2d):
-            return layer_name(name, module), module
+            return layer_name(name, module, model), module
     raise UserError(f"{getattr(model, 'model_name', type(model).__name__)} has no Conv2d layer: nothing to show")
 
 

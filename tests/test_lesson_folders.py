@@ -247,7 +247,8 @@ def test_train_validates_on_val_and_evaluate_defaults_to_test(tmp_path, cache_in
     out = train.stdout
     assert f"the val split: {(root / 'val').resolve()}" in out
     assert f"Test:       10 images kept for evaluate.py ({(root / 'test').resolve()})" in out
-    assert "Resized:    30 images from 48x40 to 32x32" in out  # every other image: per class 4 + 1 + 1
+    # every other image: per class 4 + 1 + 1, in train, val and test; sizes as width x height
+    assert "Resized:    30 images of all splits from 40x48 to 32x32 (width x height)" in out
     record = json.loads((run_dir / "run.json").read_text())
     assert record["data"]["splits"]["val"] == str((root / "val").resolve())
     assert record["data"]["val_images"] == 15 and record["data"]["train_images"] == 40

@@ -166,10 +166,25 @@ def test_summary():
     assert "Total params: 114,510" in text
     assert "Trainable params: 114,510" in text
     assert "Non-trainable params: 0" in text
-    conv_rows = [line for line in text.splitlines() if "(Conv2d)" in line]
+    conv_rows = [line for line in text.splitlines() if "(Conv2D)" in line]  # Keras's names, as its summary
+    assert conv_rows[0].startswith(" conv2d (Conv2D)") and conv_rows[1].startswith(" conv2d_1 (Conv2D)")
     assert "(None, 50, 30, 30)" in conv_rows[0] and "1,400" in conv_rows[0]
+    rows = [line.split()[0] for line in text.splitlines()[4:-5] if line]
+    assert rows == ["conv2d", "conv2d/activation", "max_pooling2d", "conv2d_1", "conv2d_1/activation",
+                    "max_pooling2d_1", "flatten", "dense", "dense/activation", "dense_1"]
+    assert max(len(line) for line in text.splitlines()) <= 80
     assert any("(None, 1800)" in line for line in text.splitlines())
     assert model.training  # summary restores the mode
+
+
+def test_summary_names_batch_norm_and_augmentation_as_keras_within_80_columns():
+    out = io.StringIO()
+    summary(cifar_model_small(batch_norm=True, augment=["flip", "rotation=0.1"]), file=out)
+    lines = out.getvalue().splitlines()
+    for label in ("random_flip (RandomFlip)", "random_rotation (RandomRotation)",
+                  "batch_normalization (BatchNormalization)", "batch_normalization_1 (BatchNormalization)"):
+        assert any(line.startswith(f" {label} ") for line in lines), label
+    assert max(len(line) for line in lines) <= 80
 
 
 def test_summary_64x64_to_stdout(capsys):

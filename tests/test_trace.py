@@ -28,7 +28,7 @@ def tiny_run():
     images = torch.rand(NUM_IMAGES, 3, 12, 12, generator=generator)
     labels = torch.randint(NUM_CLASSES, (NUM_IMAGES,), generator=generator)
     torch.manual_seed(0)
-    model = model_intro(num_classes=NUM_CLASSES, input_shape=(3, 12, 12))  # params: 0.weight, 0.bias, 4.*
+    model = model_intro(num_classes=NUM_CLASSES, input_shape=(3, 12, 12))  # params: conv2d/*, dense/*
     return model, images, labels
 
 
@@ -48,7 +48,8 @@ def test_trace_narrates_the_first_batch_once_in_order(capsys):
     reference = copy.deepcopy(model).train()
     expected_loss = nn.functional.cross_entropy(reference(images[:BATCH_SIZE]), labels[:BATCH_SIZE])
     expected_loss.backward()
-    expected_norms = {name: p.grad.norm().item() for name, p in reference.named_parameters()}
+    keras = {"0.weight": "conv2d/kernel", "0.bias": "conv2d/bias", "4.weight": "dense/kernel", "4.bias": "dense/bias"}
+    expected_norms = {keras[name]: p.grad.norm().item() for name, p in reference.named_parameters()}
 
     history = run_fit(model, images, labels, trace=True)
     lines = trace_lines(capsys.readouterr().out)
@@ -73,7 +74,7 @@ def test_trace_narrates_the_first_batch_once_in_order(capsys):
 
     assert float(matches[3]["loss"]) == pytest.approx(expected_loss.item(), abs=1e-6)
     norms = dict(item.split(" ") for item in matches[5]["norms"].split(", "))
-    assert list(norms) == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    assert list(norms) == ["conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias"]  # the lesson's names
     for name, value in norms.items():
         assert float(value) == pytest.approx(expected_norms[name], rel=1e-3)
 
@@ -81,6 +82,19 @@ def test_trace_narrates_the_first_batch_once_in_order(capsys):
     assert history.epoch == [0, 1]
     assert all(len(values) == EPOCHS for values in history.history.values())
     assert history.params["steps"] == 3
+
+
+def test_trace_fits_80_columns_between_words(capsys, monkeypatch):
+    """COLUMNS=80 (a terminal's width passed on): every trace line fits, no word is cut."""
+    monkeypatch.setenv("COLUMNS", "80")
+    model, images, labels = tiny_run()
+    run_fit(model, images, labels, trace=True)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith(("[trace]", "        "))]
+    assert len(lines) > 16 and max(len(line) for line in lines) <= 80, "\n".join(lines)
+    joined = " ".join(line.strip() for line in lines)
+    assert "conv2d/kernel" in joined and "train_step" in joined
+    assert "SparseCategoricalCrossentropy(from_logits=True)" in joined
 
 
 def test_trace_off_prints_nothing(capsys):

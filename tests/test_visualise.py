@@ -41,7 +41,7 @@ def images(count: int, seed: int = 0, size: tuple[int, int] = (32, 32)) -> torch
 
 
 def summary_rows(model: nn.Module) -> dict[str, str]:
-    """``{"0 (Conv2d)": "(None, 16, 30, 30)", ...}`` from the printed ``models.summary``."""
+    """``{"conv2d (Conv2D)": "(None, 16, 30, 30)", ...}`` from the printed ``models.summary``."""
     out = io.StringIO()
     models.summary(model, file=out)
     return dict(re.findall(r"^ (\S+ \(\w+\))\s+(\(None[^)]*\))", out.getvalue(), flags=re.M))
@@ -64,10 +64,8 @@ def test_feature_maps_have_the_summarys_layer_names_and_output_shapes(name):
     poolings = sum(isinstance(m, nn.MaxPool2d) for m in model.modules())
     assert len(maps) == convolutions + poolings
     for label, caught in maps.items():
-        last_layer = label.split(" + ")[-1]  # "0 (Conv2d) + 1 (ReLU)": the ReLU's output is the map
-        for part in label.split(" + "):
-            assert part in rows, (part, rows)
-        assert shape_text(caught.shape) == rows[last_layer], label
+        assert label in rows, (label, rows)  # "conv2d (Conv2D)": Keras's name, its activation's output is the map
+        assert shape_text(caught.shape) == rows[label], label
 
 
 def test_feature_maps_are_the_layers_outputs_computed_by_hand():
@@ -80,8 +78,8 @@ def test_feature_maps_are_the_layers_outputs_computed_by_hand():
     pool1 = F.max_pool2d(conv1, 2)
     conv2 = torch.relu(model[3](pool1))
     pool2 = F.max_pool2d(conv2, 2)
-    expected = {"0 (Conv2d) + 1 (ReLU)": conv1, "2 (MaxPool2d)": pool1, "3 (Conv2d) + 4 (ReLU)": conv2,
-                "5 (MaxPool2d)": pool2}  # fmt: skip
+    expected = {"conv2d (Conv2D)": conv1, "max_pooling2d (MaxPooling2D)": pool1, "conv2d_1 (Conv2D)": conv2,
+                "max_pooling2d_1 (MaxPooling2D)": pool2}  # fmt: skip
     assert list(maps) == list(expected)
     for label, value in expected.items():
         # same operations on the same numbers; only the memory layout (channels-last on the CPU) may
@@ -105,9 +103,9 @@ def test_looking_leaves_the_model_as_it_was():
 def test_a_convolution_without_an_activation_is_watched_itself():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                           nn.Linear(4 * 15 * 15, 2))  # fmt: skip
-    assert [label for label, _ in watched_layers(model)] == ["0 (Conv2d)", "3 (MaxPool2d)"]
+    assert [label for label, _ in watched_layers(model)] == ["conv2d (Conv2D)", "max_pooling2d (MaxPooling2D)"]
     maps = feature_maps(model, images(1)[0])
-    assert maps["0 (Conv2d)"].shape == (4, 30, 30) and maps["3 (MaxPool2d)"].shape == (4, 15, 15)
+    assert maps["conv2d (Conv2D)"].shape == (4, 30, 30) and maps["max_pooling2d (MaxPooling2D)"].shape == (4, 15, 15)
 
 
 def test_feature_maps_take_one_image():
@@ -125,7 +123,7 @@ def test_first_layer_filters_on_one_scale_with_grey_for_zero():
         model[0].weight[5] = 0.0  # filter 5: all zero
     name, filters = first_layer_filters(model)
     weights = model[0].weight.detach()
-    assert name == "0 (Conv2d)" and filters.shape == (16, 3, 3, 3)
+    assert name == "conv2d (Conv2D)" and filters.shape == (16, 3, 3, 3)
     assert torch.all(filters[5] == 0.5)
     largest = weights.abs().max()
     torch.testing.assert_close(filters, weights / (2 * largest) + 0.5)
@@ -139,7 +137,7 @@ def test_show_filters_draws_one_image_per_filter(name, count):
     assert len(drawn) == count
     assert len(figure.axes) == 8 * -(-count // 8)  # full rows of 8
     assert drawn[0].get_images()[0].get_array().shape == (3, 3, 3)  # 3x3 pixels, RGB
-    assert f"The {count} filters" in figure._suptitle.get_text() and "0 (Conv2d)" in figure._suptitle.get_text()
+    assert f"The {count} filters" in figure._suptitle.get_text() and "conv2d (Conv2D)" in figure._suptitle.get_text()
     matplotlib.pyplot.close(figure)
 
 
@@ -216,7 +214,7 @@ def test_show_attributions_labels_each_image(trained):
     for i in range(4):
         title = figure.axes[i].get_title()
         assert f"true: {names[test_ds.labels[i]]}" in title and "predicted: " in title
-    assert 'Grad-CAM at layer "3 (Conv2d) + 4 (ReLU)"' in figure._suptitle.get_text()
+    assert 'Grad-CAM at layer "conv2d_1 (Conv2D)"' in figure._suptitle.get_text()
     matplotlib.pyplot.close(figure)
 
 
@@ -323,7 +321,7 @@ def test_gradcam_at_an_earlier_convolution(trained):
     model, test_ds = trained
     batch = test_ds.images[:2]
     targets = torch.tensor([1, 2])
-    first = "0 (Conv2d) + 1 (ReLU)"
+    first = "conv2d (Conv2D)"
     maps = attribution_maps(model, batch, targets, layer=first)
     caught = {}
     handle = model[1].register_forward_hook(lambda module, inputs, output: caught.update(maps=output))
@@ -333,5 +331,6 @@ def test_gradcam_at_an_earlier_convolution(trained):
     by_hand = torch.relu((gradients.mean(dim=(2, 3), keepdim=True) * caught["maps"]).sum(dim=1, keepdim=True))
     by_hand = F.interpolate(by_hand, size=(32, 32), mode="bilinear", align_corners=False)[:, 0].detach()
     torch.testing.assert_close(maps, by_hand, rtol=1e-4, atol=1e-6)
-    with pytest.raises(UserError, match=r"no convolution '2 \(MaxPool2d\)' for Grad-CAM: choose one of '0 \(Conv2d\)"):
-        attribution_maps(model, batch, layer="2 (MaxPool2d)")
+    refused = r"no convolution 'max_pooling2d \(MaxPooling2D\)' for Grad-CAM: choose one of 'conv2d \(Conv2D\)"
+    with pytest.raises(UserError, match=refused):
+        attribution_maps(model, batch, layer="max_pooling2d (MaxPooling2D)")

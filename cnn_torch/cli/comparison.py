@@ -25,6 +25,8 @@ import datetime as dt
 import itertools
 import json
 import math
+import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +47,7 @@ from cnn_torch.keras_rules.regularizers import L2Regularized
 from cnn_torch.keras_rules.stopping import Improvement
 from cnn_torch.machinery import checks
 from cnn_torch.machinery.interrupt import TrainingInterrupted
-from cnn_torch.machinery.terminal import say
+from cnn_torch.machinery.terminal import fitted_path, say, width_for
 from cnn_torch.models import ACTIVATIONS, MODELS, LessonModel, build_model
 from cnn_torch.platform import process
 from cnn_torch.platform.device import resolve_device
@@ -526,9 +528,11 @@ def _number(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if abs(value) < 1e4 else f"{value:.3g}"
 
 
-def text_table(results: Comparison) -> str:
+def text_table(results: Comparison, width: int | None = None) -> str:
     """The table for a terminal: the setting's values under their axes' names, then the numbers
-    that rank it, aligned (table.csv and table.md keep every column)."""
+    that rank it, aligned (table.csv and table.md keep every column). Where its header would
+    not fit ``width`` columns, the first column is headed ``setting`` and a line above, wrapped
+    between words, names its axes."""
     settings = list(results.settings.values())
     axes = list(settings[0])
     table = results.table
@@ -543,9 +547,25 @@ def text_table(results: Comparison) -> str:
         columns["epoch"] = ["-" if e is pd.NA or e is None else str(e) for e in table["best_epoch"]]
         columns["final val_loss"] = [_number(v) for v in table["final_val_loss"]]
     columns["s/epoch"] = [_number(v, 1) for v in table["seconds_per_epoch"]]
-    widths = [max(len(name), *(len(cell) for cell in cells)) for name, cells in columns.items()]
-    lines = []
-    for row in [list(columns), *zip(*columns.values(), strict=True)]:
+    names = list(columns)
+    headers = [names]
+    legend = []
+
+    def widest() -> int:
+        return sum(max(*(len(row[i]) for row in headers), *(len(cell) for cell in cells))
+                   for i, cells in enumerate(columns.values())) + 2 * (len(columns) - 1)  # fmt: skip
+
+    if width is not None and widest() > width:  # the axes' names on a line of their own
+        legend = textwrap.wrap("setting: " + ", ".join(axes), width, subsequent_indent="  ", break_long_words=False,
+                               break_on_hyphens=False)  # fmt: skip
+        headers = [["setting", *names[1:]]]
+    if width is not None and widest() > width:  # two-word headers on two lines: "best" over "val_accuracy"
+        split = [name.split(" ", 1) if " " in name else ["", name] for name in headers[0][1:]]
+        headers = [["", *(top for top, _ in split)], [headers[0][0], *(bottom for _, bottom in split)]]
+    widths = [max(*(len(row[i]) for row in headers), *(len(cell) for cell in cells))
+              for i, cells in enumerate(columns.values())]  # fmt: skip
+    lines = [*legend]
+    for row in [*headers, *zip(*columns.values(), strict=True)]:
         first, *rest = row
         cells = (cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True))
         lines.append("  ".join([first.ljust(widths[0]), *cells]))
@@ -831,9 +851,9 @@ def run_from_flags(args) -> Comparison:
         print(f"Continue with: {cli.script_command('compare.py')} --resume {directory}")
         raise
     print()
-    print(text_table(results), end="")
-    print(results.best_line())
-    print(f"Table:       {directory / 'table.csv'} and table.md")
-    print(f"Figure:      {results.figure}")
-    print(f"Runs:        {directory}/<setting>/ (history, checkpoints, run.json)")
+    print(text_table(results, width_for(sys.stdout)), end="")
+    say(results.best_line())
+    print(fitted_path("Table:       ", f"{directory / 'table.csv'} and table.md"))
+    print(fitted_path("Figure:      ", str(results.figure)))
+    print(fitted_path("Runs:        ", f"{directory}/<setting>/ (history, checkpoints, run.json)"))
     return results

@@ -7,6 +7,10 @@ Each file, of any size, is converted to RGB and resized to the model's input siz
 training resized its images (bilinear, as ``image_dataset_from_directory(image_size=...)``;
 the lesson's ``keras.utils.load_img(target_size=...)`` would use nearest neighbour, a
 blockier image than the model learned from), then scaled like the training data (``/ 255.0``).
+With ``--visualise``, the predictions come first, then one line per figure written (the
+first layer's filters once, then each image's feature maps and attribution, named after the
+file, with its folder where two files share a name: ``cat_0450_gradcam.png``). A run shared
+read-only gets its predictions and a note instead of figures.
 The model outputs logits; the softmax turns them into the class probabilities the lesson's Keras model prints.
 """
 
@@ -23,6 +27,7 @@ from cnn_torch.cli import flags as cli
 from cnn_torch.cli import runs
 from cnn_torch.errors import UserError
 from cnn_torch.evaluation import predict, probabilities
+from cnn_torch.machinery.terminal import fitted_path
 from cnn_torch.platform.device import resolve_device
 from cnn_torch.plots import save_figure
 from cnn_torch.sources.image_files import load_images, to_model_input
@@ -49,8 +54,9 @@ def predict_files(args: argparse.Namespace) -> int:
     cli.check_data_flags(args)  # --image-size
     cli.check_device(args.device)
     fig_dir = Path(args.fig_dir) if args.fig_dir is not None else Path(args.checkpoint).resolve().parent / "fig"
-    if args.visualise:  # checked before any work: the folder to draw in, and Captum
+    if args.visualise and args.fig_dir is not None:  # asked for: it must be writable, checked before any work
         cli.check_writable_folder(fig_dir, "--fig-dir")
+    if args.visualise:
         visualise.require_captum()
     # 1. the model, rebuilt from the checkpoint alone
     checkpoint = load_checkpoint(args.checkpoint)
@@ -80,27 +86,57 @@ def predict_files(args: argparse.Namespace) -> int:
     for path, row in zip(args.images, class_probabilities.tolist(), strict=True):
         by_class = dict(zip(class_names, row, strict=True))
         results.append({"file": str(path), "predicted": max(by_class, key=by_class.get), "probabilities": by_class})
-    if args.visualise:  # what the network sees: its filters once, then each image's feature maps and attribution
-        model_title = f"{checkpoint['model_name']} ({Path(args.checkpoint).name})"
-        filters = fig_dir / f"{Path(args.checkpoint).stem}_filters.png"
-        save_figure(visualise.show_filters(model, title=model_title), filters)
-        for result, image in zip(results, inputs, strict=True):
-            name = Path(result["file"])
-            drawn = visualise.save_what_it_sees(model, image.unsqueeze(0), None, class_names, fig_dir, name.stem,
-                                                args.visualise, title=f"{name.name}, {model_title}", filters=False)
-            result["what_it_sees"] = [str(path) for path in (filters, *drawn)]
-    if args.json:
+    # 4. what the network sees, when asked: drawn where it can be (a run shared read-only: a note instead)
+    draw = bool(args.visualise) and (args.fig_dir is not None or cli.writable(fig_dir))
+    note = f"note: no figures: {fig_dir} cannot be written (read-only): pass --fig-dir DIR to draw them"
+    if args.json:  # one JSON document: the figures' paths are in it
+        draw and draw_what_it_sees(args, model, checkpoint, inputs, results, fig_dir)
         print(json.dumps(results))
-        return 0
-    for result in results:
-        print(f"{result['file']}: {result['predicted']}")
-        ranked = sorted(result["probabilities"].items(), key=lambda item: item[1], reverse=True)
-        width = max(len(name) for name in class_names)
-        for name, probability in ranked[: args.top]:
-            print(f"    {name:<{width}}  {probability:.4f}")
-        for figure in result.get("what_it_sees", []):
-            print(f"    what it sees: {figure}")
+    else:  # the predictions first, then each figure once
+        for result in results:
+            print(f"{result['file']}: {result['predicted']}")
+            ranked = sorted(result["probabilities"].items(), key=lambda item: item[1], reverse=True)
+            width = max(len(name) for name in class_names)
+            for name, probability in ranked[: args.top]:
+                print(f"    {name:<{width}}  {probability:.4f}", flush=True)
+        for figure in draw_what_it_sees(args, model, checkpoint, inputs, results, fig_dir) if draw else []:
+            print(fitted_path("What it sees: ", str(figure)))
+    if args.visualise and not draw:
+        print(("" if args.json else "\n") + note, file=sys.stderr)
     return 0
+
+
+def figure_names(files: list[str]) -> list[str]:
+    """A name per image file for its figures, unique among ``files``: the file's stem, with its
+    folder's name in front where two stems collide (``cat_0450``, ``dog_0450``: the lesson's
+    class folders hold same-named files), then a number where even that collides."""
+    paths = [Path(file) for file in files]
+    stems = [path.stem for path in paths]
+    names = [f"{path.parent.name}_{path.stem}" if stems.count(path.stem) > 1 and path.parent.name else path.stem
+             for path in paths]  # fmt: skip
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if names.count(name) == 1 else f"{name}_{seen[name]}")
+    return unique
+
+
+def draw_what_it_sees(args, model, checkpoint, inputs, results, fig_dir: Path) -> list[Path]:
+    """The first layer's filters once, then each image's feature maps and attribution; each
+    result gets its figures' paths (``what_it_sees``). Returns every path written, once each."""
+    model_title = f"{checkpoint['model_name']} ({Path(args.checkpoint).name})"
+    filters = fig_dir / f"{Path(args.checkpoint).stem}_filters.png"
+    save_figure(visualise.show_filters(model, title=model_title), filters)
+    written = [filters]
+    names = figure_names([result["file"] for result in results])
+    for result, image, name in zip(results, inputs, names, strict=True):
+        drawn = visualise.save_what_it_sees(model, image.unsqueeze(0), None, checkpoint["class_names"], fig_dir, name,
+                                            args.visualise, title=f"{Path(result['file']).name}, {model_title}",
+                                            filters=False)  # fmt: skip
+        result["what_it_sees"] = [str(path) for path in (filters, *drawn)]
+        written += drawn
+    return written
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from cnn_torch.errors import UserError
 from cnn_torch.history import History, save_history
 from cnn_torch.keras_rules.stopping import EarlyStopping, Improvement
 from cnn_torch.machinery.progress import wrap_parts
+from cnn_torch.machinery.terminal import fitted_path, say
 from cnn_torch.platform import distributed
 from cnn_torch.platform.fileio import write_json
 from cnn_torch.sources.lesson_data import validation_cut
@@ -357,7 +358,7 @@ def open_run(args, seed: int, device, rank: int, lesson, validation_split, notic
         if not args.resume:  # episode 02's imshow grid: what the model is about to learn from
             figure = write_train_images(lesson, args, run_dir, record["data"]["name"])
             if not args.quiet:
-                print(f"Images:     {shown_path(figure)}", flush=True)
+                print(fitted_path("Images:     ", shown_path(figure)), flush=True)
     return Run(run_dir, record, recorder, history, initial_epoch, rank, stopping)
 
 
@@ -469,25 +470,49 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
     data, flags = record["data"], record["flags"]
     height, width = data["image_size"]
     learning_rate = optimizer.param_groups[0]["lr"]
-    print(f"Data:       {data['name']}: {data['train_images']:,} training images, {data['classes']} classes,"
-          f" {height}x{width}")
+    indent = " " * 12  # a wrapped line continues under the values (at a terminal's width, or COLUMNS)
+    say(f"Data:       {data['name']}: {data['train_images']:,} training images, {data['classes']} classes,"
+        f" {width}x{height} pixels", indent=indent)
     if data.get("resized_from"):  # what image_dataset_from_directory(image_size=...) did silently
         sizes = sorted(data["resized_from"].items(), key=lambda item: -item[1])
-        shown = ", ".join(size for size, _ in sizes[:4]) + (", ..." if len(sizes) > 4 else "")
-        print(f"Resized:    {counted(sum(data['resized_from'].values()), 'image')} from {shown} to {height}x{width}")
-    print(f"Validation: {data['val_images']:,} images ({data['validation']})")
+        # run.json keeps height x width; shown as width x height, as every image tool shows a size
+        shown = ", ".join("x".join(reversed(size.split("x"))) for size, _ in sizes[:4]) + (
+            ", ..." if len(sizes) > 4 else "")  # fmt: skip
+        splits = "all splits" if len(data.get("splits") or {}) != 1 else "the training images"
+        say(f"Resized:    {counted(sum(data['resized_from'].values()), 'image')} of {splits} from {shown}"
+            f" to {width}x{height} (width x height)", indent=indent)
+    say(f"Validation: {data['val_images']:,} images ({data['validation']})", indent=indent)
     if data.get("test_images") and "val" in data.get("splits", {}):
-        print(f"Test:       {data['test_images']:,} images kept for evaluate.py ({data['splits']['test']})")
+        say(f"Test:       {data['test_images']:,} images kept for evaluate.py ({data['splits']['test']})",
+            indent=indent)
     total, trainable = count_params(model), trainable_params(model)
     frozen = f" ({trainable:,} trainable)" if trainable != total else ""  # a frozen base, batch norm statistics
-    print(f"Model:      {flags['model']}, {total:,} parameters{frozen}")
+    say(f"Model:      {flags['model']}{model_holds(model)}, {total:,} parameters{frozen}", indent=indent)
     l2 = flags.get("l2")  # Keras's kernel_regularizer=L2(l2), added to the loss (regularizers.py)
     loss = "CrossEntropyLoss" + (f" + L2 {l2:g} * sum(kernel**2) of every Conv2D and Dense" if l2 else "")
-    print(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: {loss}")
-    print(f"Batches:    {flags['batch_size']} images, {counted(data['steps_per_epoch'], 'step')} per epoch,"
-          f" {counted(flags['epochs'], 'epoch')}")
-    print(f"Device:     {record['device']}, {flags['precision']}, seed {record['seed']}")
-    print(f"Run:        {shown_path(run_dir)}", flush=True)
+    say(f"Optimizer:  {type(optimizer).__name__}, learning rate {learning_rate:g}; loss: {loss}", indent=indent)
+    say(f"Batches:    {flags['batch_size']} images, {counted(data['steps_per_epoch'], 'step')} per epoch,"
+        f" {counted(flags['epochs'], 'epoch')}", indent=indent)
+    say(f"Device:     {record['device']}, {flags['precision']}, seed {record['seed']}", indent=indent)
+    print(fitted_path("Run:        ", shown_path(run_dir)), flush=True)
+
+
+def model_holds(model) -> str:
+    """What the model holds beyond the lesson's plain architecture, from its ``model_kwargs``:
+    ``" + batch normalisation, augmentation: flip, rotation=0.1"`` ("" for the plain model)."""
+    inner = getattr(model, "module", model)  # [torchrun] DistributedDataParallel's model
+    inner = getattr(inner, "_orig_mod", inner)  # torch.compile's
+    kwargs = getattr(inner, "model_kwargs", None) or {}
+    parts = []
+    if kwargs.get("batch_norm"):
+        parts.append("batch normalisation")
+    if kwargs.get("augment"):
+        parts.append("augmentation: " + ", ".join(str(spec) for spec in kwargs["augment"]))
+    if kwargs.get("dropout"):
+        parts.append(f"dropout {kwargs['dropout']:g}")
+    if kwargs.get("activation") not in (None, "relu"):
+        parts.append(f"activation {kwargs['activation']}")
+    return f" + {', '.join(parts)}" if parts else ""
 
 
 def print_summary(run_dir: Path, figures: list[Path], history: History, status: str, data: dict | None = None,
@@ -510,14 +535,14 @@ def print_summary(run_dir: Path, figures: list[Path], history: History, status: 
                          shutil.get_terminal_size().columns))  # fmt: skip
     if data is not None:
         fallback = " (built in: CIFAR-10 could not be downloaded)" if data.get("notice") else ""
-        print(f"Data:        {data['name']}{fallback}, {data['train_images']:,} training images,"
-              f" {data['val_images']:,} validated ({data['validation']})")
+        say(f"Data:        {data['name']}{fallback}, {data['train_images']:,} training images,"
+            f" {data['val_images']:,} validated ({data['validation']})", indent=" " * 13)
     if history.epoch:  # written after each finished epoch, so absent when none finished
-        print(f"History:     {run_dir / 'history.csv'} and history.json")
+        print(fitted_path("History:     ", f"{run_dir / 'history.csv'} and history.json"))
     for name in ("model.pt", "best.pt", "last.pt"):
         if (run_dir / name).exists():
-            print(f"Checkpoint:  {run_dir / name}")
+            print(fitted_path("Checkpoint:  ", str(run_dir / name)))
     for figure in figures:
-        print(f"Figure:      {figure}")
+        print(fitted_path("Figure:      ", str(figure)))
     if tensorboard is not None:
         print(f"TensorBoard: tensorboard --logdir {shown_path(Path(tensorboard))}")

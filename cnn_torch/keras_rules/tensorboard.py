@@ -29,7 +29,6 @@ which need TensorFlow. The event files are flushed after every epoch, so TensorB
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -37,20 +36,10 @@ import torch
 from torch import nn
 
 from cnn_torch.errors import UserError
+from cnn_torch.keras_rules.names import keras_weight_names
 
 INSTALL = "pip install tensorboard (or pip install -e '.[tensorboard]')"
 BUCKETS = 30  # tf.summary.histogram's default, which Keras's callback keeps
-
-# torch module -> Keras's layer name and its weights' names (parameters, then buffers), in Keras's order.
-# Looked up along the module's classes, so KerasBatchNorm2d (an nn.BatchNorm2d) is a batch_normalization.
-KERAS_LAYERS: dict[type, tuple[str, dict[str, str]]] = {
-    nn.Conv2d: ("conv2d", {"weight": "kernel", "bias": "bias"}),
-    nn.Linear: ("dense", {"weight": "kernel", "bias": "bias"}),
-}
-BATCH_NORM = ("batch_normalization", {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-                                      "running_var": "moving_variance"})  # fmt: skip
-KERAS_LAYERS.update({nn.BatchNorm1d: BATCH_NORM, nn.BatchNorm2d: BATCH_NORM})
-
 
 def summary_writer_class():
     """``torch.utils.tensorboard.FileWriter`` (it writes Summary protobufs to an event file), or one
@@ -60,55 +49,6 @@ def summary_writer_class():
     except ImportError:  # torch raises it when the tensorboard package is missing
         raise UserError(f"TensorBoard logging needs the tensorboard package: {INSTALL}") from None
     return FileWriter
-
-
-def keras_layer(module: nn.Module) -> tuple[str | None, dict[str, str]]:
-    """Keras's layer kind and weight names for ``module`` (its own class or the nearest parent in
-    ``KERAS_LAYERS``), or ``(None, {})`` for a module Keras has no name for."""
-    known = [cls for cls in type(module).__mro__ if cls in KERAS_LAYERS]
-    return KERAS_LAYERS[known[0]] if known else (None, {})
-
-
-def keras_densenet_name(path: str) -> str | None:
-    """The name ``keras.applications.DenseNet121`` gives the layer at ``path`` in torchvision's
-    ``densenet121().features`` (``denseblock1.denselayer2.conv1`` -> ``conv2_block2_1_conv``)."""
-    first = {"conv0": "conv1_conv", "norm0": "conv1_bn", "norm5": "bn"}
-    if path in first:
-        return first[path]
-    kind = {"norm": "bn", "conv": "conv"}
-    if match := re.fullmatch(r"denseblock(\d+)\.denselayer(\d+)\.(norm|conv)([12])", path):
-        block, layer, module, number = match.groups()
-        # torchvision's norm1, conv1, norm2, conv2 are Keras's _0_bn, _1_conv, _1_bn, _2_conv
-        position = int(number) - (module == "norm")
-        return f"conv{int(block) + 1}_block{layer}_{position}_{kind[module]}"
-    if match := re.fullmatch(r"transition(\d+)\.(norm|conv)", path):
-        return f"pool{int(match[1]) + 1}_{kind[match[2]]}"
-    return None
-
-
-def keras_weight_names(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """``[("conv2d/kernel", tensor), ("conv2d/bias", tensor), ("conv2d_1/kernel", ...), ...]``: every
-    weight of ``model`` under the name Keras gives it (layers numbered per kind in model order, a
-    DenseNet121's layers by their own names; a module Keras has no name for keeps its PyTorch name)."""
-    # torchvision's densenet121().features (the transfer model's base): Keras names each of its layers
-    densenets = [name for name, module in model.named_modules() if hasattr(module, "denseblock1")]
-    named, counts = [], {}
-    for module_name, module in model.named_modules():
-        weights = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
-        weights = [(name, tensor) for name, tensor in weights if tensor.is_floating_point()]
-        if not weights:
-            continue
-        kind, renames = keras_layer(module)
-        if kind is None:
-            named += [(f"{module_name}/{name}" if module_name else name, tensor) for name, tensor in weights]
-            continue
-        paths = [module_name.removeprefix(f"{name}.") for name in densenets if module_name.startswith(f"{name}.")]
-        layer = keras_densenet_name(paths[0]) if paths else None
-        if layer is None:  # Keras: conv2d, conv2d_1, conv2d_2, ... in the order the layers were made
-            layer = kind if kind not in counts else f"{kind}_{counts[kind]}"
-            counts[kind] = counts.get(kind, 0) + 1
-        named += [(f"{layer}/{renames.get(name, name)}", tensor) for name, tensor in weights]
-    return named
 
 
 def histogram_buckets(weight: torch.Tensor, buckets: int = BUCKETS) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """``fit(..., trace=True)``: narrate the first batch of the first epoch, step by step.
 
-Each line says what just happened in the PyTorch loop and which part of Keras's
+Each line says what just happened (weights named as Keras names them:
+``conv2d/kernel``) in the PyTorch loop and which part of Keras's
 ``fit`` / ``train_step`` does the same thing, so a learner can read the loop happen.
 Nothing of it stands in ``fit``'s loop: :func:`trace_first_batch` attaches PyTorch's own
 hooks before the loop starts, and they remove themselves after the first optimizer step.
@@ -21,6 +22,7 @@ import sys
 import torch
 from torch import nn
 
+from cnn_torch.keras_rules.names import keras_parameter_names
 from cnn_torch.machinery.terminal import fitted
 
 
@@ -47,6 +49,7 @@ def trace_first_batch(
     """Narrate the next training batch (batch 1 of ``epoch``, holding ``batch_indices``) through hooks."""
     seen: dict[str, torch.Tensor] = {}
     handles: list = []
+    keras_names = keras_parameter_names(model)  # "0.weight" -> "conv2d/kernel", as the lesson's Keras names it
 
     def remember_images(module, inputs):
         if "done" in seen:  # the trace has ended: the last two hooks go now (see narrate_step)
@@ -97,7 +100,8 @@ def trace_first_batch(
 
     def narrate_backward(optimizer, args, kwargs):  # backward is done when step() is called
         norms = ", ".join(
-            f"{name} {p.grad.norm().item():.4g}" for name, p in model.named_parameters() if p.grad is not None
+            f"{keras_names.get(name, name)} {p.grad.norm().item():.4g}"
+            for name, p in model.named_parameters() if p.grad is not None
         )
         say(f"loss.backward(): gradient norm per parameter: {norms}", "loss.backward()", file)
         seen["before_step"] = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -105,7 +109,8 @@ def trace_first_batch(
     def narrate_step(optimizer, args, kwargs):
         before = seen["before_step"]
         changes = ", ".join(
-            f"{name} {(p.detach() - before[name]).norm().item():.4g}" for name, p in model.named_parameters()
+            f"{keras_names.get(name, name)} {(p.detach() - before[name]).norm().item():.4g}"
+            for name, p in model.named_parameters()
         )
         # SGD without momentum keeps no state, so the step count is read where there is one
         first_param = optimizer.param_groups[0]["params"][0]

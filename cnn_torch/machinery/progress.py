@@ -40,7 +40,7 @@ import sys
 import time
 
 from cnn_torch.errors import UserError
-from cnn_torch.machinery.terminal import in_jupyter
+from cnn_torch.machinery.terminal import in_jupyter, width_for
 
 BAR_WIDTH = 20  # Keras's
 MIN_BAR_WIDTH = 5  # narrower than this, the bar goes and the numbers keep their room
@@ -210,8 +210,9 @@ class EpochProgress:
             return
         per_step = format_step_time(self.seconds_per_step(self.steps, now))
         elapsed = f"{now - self.started:.0f}s"
-        if self.verbose == 2:
-            print(" - ".join([self.count(self.steps), elapsed, per_step, *format_logs(logs, 2)]), flush=True)
+        if self.verbose == 2:  # one line per epoch, as Keras's; at a width the environment names, wrapped between parts
+            parts, width = [self.count(self.steps), elapsed, per_step, *format_logs(logs, 2)], width_for(sys.stdout)
+            print(" - ".join(parts) if width is None else wrap_parts(parts, width), flush=True)
             return
         count = f"{BOLD}{self.count(self.steps)}{RESET}"
         head = f"{count} {self.bar(self.steps, BAR_WIDTH)} {BOLD}{elapsed}{RESET} {per_step}"

@@ -205,7 +205,7 @@ else:
         validation_data=(val_ds.images, val_ds.labels), seed=SEED, verbose=0)
     save_model(model_dropout, "models/model_dropout.pt", class_names)
 show_attributions(model_dropout, test_ds.images[:8], test_labels[:8], class_names, method="gradcam",
-                  layer="3 (Conv2d) + 4 (ReLU)");
+                  layer="conv2d_1 (Conv2D)");
 
 # %% [markdown]
 # ## Step 9. Tune hyperparameters
