@@ -68,7 +68,7 @@ def test_start_of_run_says_what_the_run_uses(tmp_path):
                      "--batch-size", "16", cwd=tmp_path, env=OFFLINE)  # fmt: skip
     assert result.returncode == 0, result.stderr
     head = result.stdout.splitlines()[:7]
-    assert head[0] == "Data:       shapes: 100 training images, 10 classes, 32x32"
+    assert head[0] == "Data:       shapes: 100 training images, 10 classes, 32x32 pixels"
     assert head[1] == "Validation: 20 images (the test split: generated from seed 5)"
     assert head[2] == "Model:      cifar_model_small, 114,510 parameters"
     assert head[3].startswith("Optimizer:  Adam, learning rate 0.001")
