@@ -8,8 +8,8 @@ epoch of ``fit`` (cifar_model_small, batch 32, Adam) on the same shapes images. 
 in turn, ``--repeats`` times over:
 
 - ``alone``: one training; ``together``: two started at the same moment;
-- each with cnn-torch's core sharing (``cnn_torch/machinery/cpu_sharing.py``) and without it
-  (``CNN_TORCH_SHARE_CORES=0``, as every version before it ran).
+- each with cnn-torch's default, trainings taking turns step by step
+  (``cnn_torch/machinery/cpu_sharing.py``), and without it (``CNN_TORCH_SHARE_CORES=0``).
 
 Prints one JSON object: the CPU, the median seconds of each mode and the ratios the goal is
 stated in (each of two trainings at most 2.2x its time alone; alone no more than 3% slower).

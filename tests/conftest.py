@@ -33,10 +33,12 @@ HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
 
 def pytest_configure(config):
     """Under pytest-xdist: one thread per worker, so the workers share the cores without spinning
-    against each other (cnn_torch/machinery/cpu_sharing.py), and a training in a worker keeps its
-    thread count whatever the other workers do."""
+    against each other; with one thread each they need not take turns step by step either
+    (cnn_torch/machinery/cpu_sharing.py), which would make the workers wait for each other. The tests
+    of taking turns set their own environment."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+        os.environ.setdefault("CNN_TORCH_SHARE_CORES", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,14 +1,17 @@
-"""Trainings that share the CPU take an even share of its cores (cnn_torch/machinery/cpu_sharing.py).
+"""Trainings that share the CPU take turns step by step (cnn_torch/machinery/cpu_sharing.py).
 
-The thread counts are checked, not the time: two real processes announce themselves, and
-each sees the other and drops to its share; alone, a training keeps every thread.
+A neighbour may change a run's speed, never its numbers: real processes train alone and two at
+once, and their Histories are compared bit for bit; the thread count is recorded at every step
+and never changes. Nothing here is timed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -18,92 +21,153 @@ from cnn_torch import fit
 from cnn_torch.machinery import cpu_sharing
 from cnn_torch.models import cifar_model_small
 
+# One training in its own process: waits at a barrier (until `expected` trainings are ready, so
+# that two start together), then prints its History, the thread counts seen at every forward and
+# optimizer step, and how many of its turns it had to wait for.
+WORKER = r"""
+import json, os, sys, time
+import torch
+from cnn_torch import fit
+from cnn_torch.machinery import cpu_sharing
+from cnn_torch.models import cifar_model_small
 
-def test_share_of_threads():
-    assert cpu_sharing.share_of_threads(2, 1) == 2
-    assert cpu_sharing.share_of_threads(2, 2) == 1
-    assert cpu_sharing.share_of_threads(2, 5) == 1  # never zero
-    assert cpu_sharing.share_of_threads(16, 3) == 5
+barrier, expected = sys.argv[1], int(sys.argv[2])
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+turns = []
+
+class Counted(cpu_sharing.Turns):
+    def __init__(self, folder):
+        super().__init__(folder)
+        turns.append(self)
+
+cpu_sharing.Turns = Counted
+torch.manual_seed(0)
+images = torch.randint(0, 256, (320, 3, 32, 32), dtype=torch.uint8)
+labels = torch.randint(0, 10, (320,))
+model = cifar_model_small()
+optimizer = torch.optim.Adam(model.parameters(), eps=1e-7)
+threads = []
+model.register_forward_pre_hook(lambda *_: threads.append(torch.get_num_threads()))
+optimizer.register_step_post_hook(lambda *_: threads.append(torch.get_num_threads()))
+open(os.path.join(barrier, str(os.getpid())), "w").close()
+while len(os.listdir(barrier)) < expected:
+    time.sleep(0.01)
+history = fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=2, batch_size=32,
+              validation_split=0.2, verbose=0, device="cpu", seed=0)
+print(json.dumps({"history": {k: [v.hex() for v in vs] for k, vs in history.history.items()},
+                  "threads": sorted(set(threads)), "expected_threads": min(2, os.cpu_count() or 1),
+                  "waited": sum(t.waited for t in turns), "taken": sum(t.taken for t in turns)}))
+"""
 
 
-def test_stale_announcements_are_ignored(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNN_TORCH_RUNNING", str(tmp_path))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / dead.stdout.strip()).touch()  # a training that crashed without cleaning up
-    (tmp_path / "notes.txt").touch()
-    assert cpu_sharing.running_trainings(tmp_path) == 0
-    (tmp_path / str(os.getpid())).touch()
-    assert cpu_sharing.running_trainings(tmp_path) == 1
-
-
-def test_fit_takes_its_share_while_another_training_runs_and_all_threads_after(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNN_TORCH_RUNNING", str(tmp_path))
-    monkeypatch.setattr(cpu_sharing, "CHECK_EVERY", 0.0)  # look at every step
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        threads_before = torch.get_num_threads()
-        torch.set_num_threads(2)
-        seen = []
-
-        def record(*_):
-            seen.append(torch.get_num_threads())
-
-        model = cifar_model_small()
-        optimizer = torch.optim.Adam(model.parameters())
-        optimizer.register_step_post_hook(record)  # after fit's own hook: the count the next step uses
-        images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
-        labels = torch.arange(64) % 10
-        fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=1, verbose=0, device="cpu")
-        assert seen and set(seen) == {2}  # alone: both threads
-        (tmp_path / str(other.pid)).touch()  # another training announces itself
-        seen.clear()
-        fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=1, verbose=0, device="cpu")
-        assert set(seen) == {1}  # two trainings on two threads' worth: one each
-        assert torch.get_num_threads() == 2  # given back after fit
-        assert sorted(p.name for p in tmp_path.iterdir()) == [str(other.pid)]  # ours is gone
-    finally:
-        other.kill()
-        other.wait()
-        torch.set_num_threads(threads_before)
+def _train(tmp_path, name: str, count: int, env: dict) -> list[dict]:
+    barrier = tmp_path / name
+    barrier.mkdir()
+    command = [sys.executable, "-c", WORKER, str(barrier), str(count)]
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(count)]  # fmt: skip
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 @pytest.mark.subprocess
-def test_two_processes_see_each_other(tmp_path):
-    """Two real trainings started together: each reports its threads while the other runs."""
-    script = (
-        "import time, torch\nfrom cnn_torch import fit\nfrom cnn_torch.machinery import cpu_sharing\n"
-        "from cnn_torch.models import cifar_model_small\n"
-        "cpu_sharing.CHECK_EVERY = 0.0; torch.set_num_threads(2); seen = []\n"
-        "model = cifar_model_small(); optimizer = torch.optim.Adam(model.parameters())\n"
-        "optimizer.register_step_post_hook(lambda *_: seen.append(torch.get_num_threads()))\n"
-        "images = torch.randint(0, 256, (512, 3, 32, 32), dtype=torch.uint8); labels = torch.arange(512) % 10\n"
-        "deadline, shared_since = time.monotonic() + 120, None\n"
-        "while time.monotonic() < deadline and (shared_since is None or time.monotonic() < shared_since + 5):\n"
-        "    fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=1, verbose=0, device='cpu')\n"
-        "    shared_since = shared_since or (time.monotonic() if 1 in seen else None)\n"  # the other must see us too
-        "print(min(seen))\n"
-    )
-    env = {**os.environ, "CNN_TORCH_RUNNING": str(tmp_path)}
-    first = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
-    time.sleep(0.5)
-    second = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
-    outputs = [process.communicate(timeout=300)[0].strip() for process in (first, second)]
-    assert outputs == ["1", "1"]
+@pytest.mark.skipif(os.name != "posix", reason="trainings take turns through flock (POSIX)")
+def test_a_neighbour_changes_the_speed_never_the_numbers(tmp_path):
+    """The same seed alone and beside another training (two real processes started together): the
+    same History, bit for bit; the two took turns; the thread count never changed during a run."""
+    env = {**os.environ, "CNN_TORCH_RUNNING": str(tmp_path / "running")}
+    env.pop("CNN_TORCH_SHARE_CORES", None)  # the default settings
+    (alone,) = _train(tmp_path, "alone", 1, env)
+    together = _train(tmp_path, "together", 2, env)
+    assert alone["waited"] == 0 and alone["taken"] > 0
+    for run in together:
+        assert run["history"] == alone["history"]  # float.hex: every bit
+    for run in (alone, *together):
+        assert run["threads"] == [run["expected_threads"]]  # one count, all run long
+    assert sum(run["waited"] for run in together) > 0  # they did run at the same time, in turns
 
+@pytest.mark.subprocess
 
-def test_deterministic_runs_keep_their_threads(tmp_path, monkeypatch):
+def test_fit_takes_a_turn_for_each_step_and_each_validation_batch(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_TORCH_RUNNING", str(tmp_path))
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    (tmp_path / str(other.pid)).touch()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    monkeypatch.delenv("CNN_TORCH_SHARE_CORES", raising=False)
+    taken = []
+    monkeypatch.setattr(cpu_sharing.Turns, "take", lambda self, _take=cpu_sharing.Turns.take: (
+        taken.append(self.held), _take(self)))  # fmt: skip
+    model = cifar_model_small()
+    optimizer = torch.optim.Adam(model.parameters())
+    images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(100) % 10
+    fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=1, batch_size=20,
+        validation_split=0.2, validation_batch_size=10, verbose=0, device="cpu")  # fmt: skip
+    assert taken.count(False) == 4 + 2  # 80 images in steps of 20, then 20 to validate in 10s
+    # given back after fit: another process takes the step lock at once
+    probe = "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    subprocess.run([sys.executable, "-c", probe, str(tmp_path / "step.lock")], check=True, timeout=60)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="trainings take turns through flock (POSIX)")
+def test_turns_alternate(tmp_path):
+    """Two trainings that ask again right after each turn still take turns (flock alone is not fair)."""
+    order, stop = [], threading.Event()
+
+    def train(name: str):
+        turns = cpu_sharing.Turns(tmp_path)  # its own open file: flock treats it as another process
+        try:
+            while not stop.is_set():
+                turns.take()
+                order.append(name)
+                time.sleep(0.01)  # a step: long beside the moment between two (a batch's indexing)
+                turns.give_back()
+        finally:
+            turns.close()
+
+    first = cpu_sharing.Turns(tmp_path)
+    first.take()  # the second training starts while the first is in a step
+    worker = threading.Thread(target=train, args=("second",))
+    worker.start()
+    probe = os.open(tmp_path / "waiting.lock", os.O_RDWR)
+    while _free(probe):  # until the second one waits
+        pass
+    os.close(probe)
     try:
-        torch.use_deterministic_algorithms(True)
-        optimizer = torch.optim.SGD(cifar_model_small().parameters(), lr=0.1)
-        with cpu_sharing.sharing_cpu_cores(optimizer, torch.device("cpu")):
-            assert torch.get_num_threads() == 2 and not (tmp_path / str(os.getpid())).exists()
+        for _ in range(50):
+            order.append("first")
+            time.sleep(0.01)
+            first.give_back()
+            first.take()
     finally:
-        torch.use_deterministic_algorithms(False)
-        torch.set_num_threads(threads)
-        other.kill()
-        other.wait()
+        stop.set()
+        first.close()
+        worker.join(timeout=60)
+    # they alternate (a busy machine may delay a waiter's announcement now and then): none starves
+    assert order.count("first") == 50 and order.count("second") >= 40
+
+
+def _free(descriptor: int) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(descriptor, fcntl.LOCK_UN)
+    return True
+
+
+def test_off_and_on_gpu_nothing_is_taken(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_TORCH_RUNNING", str(tmp_path))
+    optimizer = torch.optim.SGD(cifar_model_small().parameters(), lr=0.1)
+    model = cifar_model_small()
+    with cpu_sharing.sharing_cpu_cores(model, optimizer, torch.device("meta")) as turns:
+        assert turns is None
+    monkeypatch.setenv("CNN_TORCH_SHARE_CORES", "0")
+    with cpu_sharing.sharing_cpu_cores(model, optimizer, torch.device("cpu")) as turns:
+        assert turns is None
+    monkeypatch.delenv("CNN_TORCH_SHARE_CORES")
+    with cpu_sharing.sharing_cpu_cores(model, optimizer, torch.device("cpu")) as turns:
+        assert turns is not None and not turns.held

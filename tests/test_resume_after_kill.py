@@ -51,10 +51,9 @@ CONFIGS = {
 TRANSFER = ["--dataset", "shapes", "--limit", "64", "--batch-size", "16", "--epochs", "4", "--seed", "3", "--quiet",
             "--model", "densenet121_transfer", "--weights", "none", "--patience", "2"]  # fmt: skip
 
-# CNN_TORCH_SHARE_CORES=0: today a neighbour's arrival changes the thread count, and another thread
-# count sums in another order (issue 26, item 1). Remove it when item 1 lands: a neighbour must then
-# change nothing by default.
-ENV = {**os.environ, "CNN_TORCH_SHARE_CORES": "0"}
+# The default settings: a neighbour changes the speed, never the numbers (trainings take turns,
+# each with its own fixed thread count: cnn_torch/machinery/cpu_sharing.py)
+ENV = {key: value for key, value in os.environ.items() if key != "CNN_TORCH_SHARE_CORES"}
 
 
 # --- EarlyStopping's state in last.pt, without processes ------------------------------------------

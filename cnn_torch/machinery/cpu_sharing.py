@@ -1,23 +1,31 @@
-"""Two trainings on one small CPU: share the cores instead of fighting over them.
+"""Two trainings on one small CPU take turns, step by step, instead of fighting over the cores.
 
 PyTorch runs each CPU operation on ``torch.get_num_threads()`` threads (one per core). Between
 operations its OpenMP threads spin, waiting for the next one, rather than sleep: alone, that
 is what makes small operations fast. When a second training (a notebook beside a script, the
 test suite beside a run) wants the same cores, each process's spinning threads take the cores
-the other needs, and both slow down far more than sharing fairly would (measured on a
-2-core machine: 4x each instead of 2x; see BENCHMARKS.md, "Two trainings at once").
+the other needs, and both slow down far more than sharing fairly would (measured on a 2-core
+AMD EPYC: 5.3x each instead of 2x; docs/speed.md, "Two trainings at once").
 
-``OMP_WAIT_POLICY=PASSIVE`` would stop the spinning, but only if it is set before torch is
-imported (a notebook has usually imported torch already), and it slows a run alone. Instead,
-each CPU training announces itself in a folder of running trainings, and every second or so
-(an optimizer step hook: nothing in ``fit``'s loop) sets its threads to its share of the
-cores: all of them alone, ``cores // trainings`` (at least one) when others run. With one
-thread per training nothing waits for another thread, so nothing spins.
+So CPU trainings take turns: a machine-wide lock (``flock`` on a file in a per-user folder) is
+held for each whole step, forward, backward and optimizer step, and for each validation batch.
+Two trainings alternate whole steps, each with all of its threads, while the other's threads
+have gone to sleep. The lock is taken in a forward pre-hook on the model and given back in an
+optimizer step post-hook (a validation batch: in a forward hook): nothing in ``fit``'s loop.
 
-The thread count decides the order in which a sum is split, so a run whose threads changed
-because another training ran beside it differs from the same seed run alone in the last
-float bits. ``torch.use_deterministic_algorithms(True)`` (``--deterministic``) turns the
-sharing off: such a run keeps its threads, and repeats bit for bit.
+The thread count is never changed: another thread count splits a sum in another order, so a run
+whose threads changed because a neighbour ran would differ from the same seed run alone in the
+last float bits. Taking turns changes only when a step runs, never what it computes, so a run's
+History is the same with or without a neighbour.
+
+``flock`` is not fair: a process that gives the lock back and asks again a few microseconds later
+could take it again before the waiting one wakes. A waiter therefore holds a shared lock on a
+second file while it waits, and the one that gave the step lock back waits (briefly: until the
+waiter has woken and taken it) while that file is held, so turns alternate. Locks held by a process
+that dies are released by the kernel: a killed training never blocks another.
+
+``CNN_TORCH_SHARE_CORES=0`` turns it off (benchmarks); distributed runs (torchrun) never take turns,
+their ranks wait for each other already.
 """
 
 from __future__ import annotations
@@ -25,87 +33,98 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-# How often a training looks for the others (seconds): often enough to react within a
-# second, rarely enough that the look (one folder listing) costs nothing.
-CHECK_EVERY = 1.0
+from cnn_torch.platform import distributed
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; trainings there do not take turns
+    fcntl = None
 
 
 def running_folder() -> Path:
-    """Where running CPU trainings announce themselves: one empty file per process."""
+    """Where CPU trainings of this user find the lock they take turns with."""
     return Path(os.environ.get("CNN_TORCH_RUNNING") or Path(tempfile.gettempdir()) / f"cnn_torch-running-{_user()}")
 
 
-def running_trainings(folder: Path | None = None) -> int:
-    """How many processes are training on the CPU now (this one included), stale files ignored."""
-    folder = folder or running_folder()
-    count = 0
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(folder):
-            if entry.name.isdigit() and _alive(int(entry.name)):
-                count += 1
-    return count
+class Turns:
+    """One training's side of the machine-wide turn: ``take()`` before a step, ``give_back()`` after it."""
 
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        self._step = os.open(folder / "step.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._waiting = os.open(folder / "waiting.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self.held = False
+        self.taken = self.waited = 0  # how many turns, and how many of them after waiting for another
 
-def share_of_threads(threads_alone: int, trainings: int) -> int:
-    """This training's threads: all ``threads_alone`` when it is the only one, else an even share."""
-    return max(1, threads_alone // max(1, trainings))
+    def take(self) -> None:
+        if self.held:
+            return
+        try:
+            fcntl.flock(self._step, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another training is in its step: say so, then wait for it
+            fcntl.flock(self._waiting, fcntl.LOCK_SH)
+            try:
+                fcntl.flock(self._step, fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(self._waiting, fcntl.LOCK_UN)
+            self.waited += 1
+        self.held = True
+        self.taken += 1
+
+    def give_back(self) -> None:
+        if not self.held:
+            return
+        fcntl.flock(self._step, fcntl.LOCK_UN)
+        self.held = False
+        try:  # nobody waits: go on at once (alone, this is the only cost: two system calls)
+            fcntl.flock(self._waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # someone waits: let it take the step before asking again
+            fcntl.flock(self._waiting, fcntl.LOCK_EX)
+        fcntl.flock(self._waiting, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.give_back()
+        os.close(self._step)
+        os.close(self._waiting)
 
 
 @contextlib.contextmanager
-def sharing_cpu_cores(optimizer: torch.optim.Optimizer, device: torch.device):
-    """While ``fit`` trains on the CPU: announce this process and keep its thread count at its
-    share of the cores (checked from an optimizer step hook). Restores the thread count after."""
-    if (device.type != "cpu" or os.name != "posix" or os.environ.get("CNN_TORCH_SHARE_CORES") == "0"
-            or torch.are_deterministic_algorithms_enabled()):  # fmt: skip
-        # Windows: no cheap way to tell a process is alive; CNN_TORCH_SHARE_CORES=0: benchmarks.
-        # Deterministic runs keep their thread count: another count sums in another order.
-        yield
+def sharing_cpu_cores(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
+    """While ``fit`` trains on the CPU: take the machine-wide turn for each training step and each
+    validation batch (hooks on the model and the optimizer), so that trainings beside it alternate
+    steps. The thread count is left as it is. Yields the :class:`Turns` (``None`` when not sharing)."""
+    if (device.type != "cpu" or fcntl is None or os.environ.get("CNN_TORCH_SHARE_CORES") == "0"
+            or distributed.rank_and_world_size()[1] > 1):  # fmt: skip
+        yield None
         return
-    threads_alone = torch.get_num_threads()
-    folder = running_folder()
-    marker = folder / str(os.getpid())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-    except OSError:  # a read-only temp folder: train as before, without sharing
-        yield
+        turns = Turns(running_folder())
+    except OSError:  # a read-only temp folder: train as before, without taking turns
+        yield None
         return
-    last_check = [0.0]
 
-    def adjust(*_):
-        now = time.monotonic()
-        if now - last_check[0] >= CHECK_EVERY:
-            last_check[0] = now
-            wanted = share_of_threads(threads_alone, running_trainings(folder))
-            if wanted != torch.get_num_threads():
-                torch.set_num_threads(wanted)
+    def before_forward(module, args):
+        turns.take()
 
-    adjust()
-    handle = optimizer.register_step_post_hook(adjust)
+    def after_forward(module, args, output):
+        if not module.training:  # a validation batch is one forward: its turn ends with it
+            turns.give_back()
+
+    def after_step(*_):
+        turns.give_back()
+
+    handles = [model.register_forward_pre_hook(before_forward), model.register_forward_hook(after_forward),
+               optimizer.register_step_post_hook(after_step)]  # fmt: skip
     try:
-        yield
+        yield turns
     finally:
-        handle.remove()
-        with contextlib.suppress(OSError):
-            marker.unlink()
-        torch.set_num_threads(threads_alone)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, but another user's
-        return True
-    return True
+        for handle in handles:
+            handle.remove()
+        turns.close()
 
 
 def _user() -> str:
