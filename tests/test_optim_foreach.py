@@ -103,3 +103,35 @@ def test_a_state_dict_moves_between_the_two(optimizer_name):
     optimizer.step()
     resumed.step()
     assert_same_bits(params, reference_params)
+
+
+def test_make_optimizer_adam_is_torch_adam_with_keras_epsilon_fused_where_it_can():
+    """``'adam'``: torch's Adam, eps 1e-7, its fused kernel on the CPU (torch >= 2.4): within
+    float32 rounding of the unfused loop, and the same bits whatever the thread count."""
+    from cnn_torch.keras_rules.optim import make_optimizer
+
+    def run(make, threads: int = 1):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            params = make_params(0)
+            optimizer = make(params)
+            generator = torch.Generator().manual_seed(1)
+            for _ in range(30):
+                for param in params:
+                    param.grad = torch.randn(param.shape, generator=generator) * 1e-2
+                optimizer.step()
+            return params, optimizer
+        finally:
+            torch.set_num_threads(before)
+
+    ours, optimizer = run(lambda params: make_optimizer("adam", params))
+    assert type(optimizer) is torch.optim.Adam
+    assert optimizer.defaults["eps"] == 1e-7 and optimizer.defaults["lr"] == 1e-3
+    if hasattr(torch, "_fused_adam_") and "cpu" in torch.utils._foreach_utils._get_fused_kernels_supported_devices():
+        assert optimizer.defaults["fused"]
+    unfused, _ = run(lambda params: torch.optim.Adam(params, lr=1e-3, eps=1e-7))
+    for a, b in zip(ours, unfused, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    two_threads, _ = run(lambda params: make_optimizer("adam", params), threads=2)
+    assert_same_bits(ours, two_threads)

@@ -4,8 +4,9 @@ torch's own Adam and RMSprop place epsilon differently (and RMSprop's defaults d
 so they can only approximate Keras; torch's SGD with momentum keeps its velocity without
 the learning rate in it. These classes write Keras's equations out, one line per
 equation, for the parity tests and for anyone who wants Keras's exact optimizer.
-``torch.optim.Adam(eps=1e-7)`` stays the default of ``make_optimizer`` (below): the gap
-is measured in docs/parity-table.md and the README ("What `fit` does, proven").
+``torch.optim.Adam(eps=1e-7)`` stays the default of ``make_optimizer`` (below; its fused
+kernel where torch has one): the gap is measured in docs/parity-table.md and the README
+("What `fit` does, proven").
 
 "Exact" means: the same float32 operations, in the same order, as Keras 3 on its torch
 backend (``keras/src/backend/torch/optimizers/torch_sgd.py``, ``torch_adam.py`` and
@@ -274,7 +275,19 @@ def make_optimizer(name: str, parameters, learning_rate: float | None = None) ->
     if not lr > 0:  # the command line checks --learning-rate before this, in its own words
         raise UserError(f"learning_rate must be positive, got {lr}: pass e.g. learning_rate=0.001")
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, eps=1e-7)  # Keras's epsilon; see docs for the rest
+        return _torch_adam(list(parameters), lr)
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=lr)
     return KerasRMSprop(parameters, learning_rate=lr)  # torch's RMSprop puts epsilon elsewhere
+
+
+def _torch_adam(parameters: list, lr: float) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with Keras's epsilon (see the docs for the rest), fused: each weight
+    updated in one vectorised pass instead of about eight separate operations. The same
+    equations, rounded within an ulp of the unfused loop; its weights do not depend on the
+    thread count. Measured on AMD Zen 4: the step 2.5x faster, an epoch 4% (BENCHMARKS.md).
+    torch before 2.4 has no fused kernel for CPU weights: the unfused loop, as before."""
+    try:
+        return torch.optim.Adam(parameters, lr=lr, eps=1e-7, fused=True)
+    except RuntimeError:  # "`fused=True` requires all the params to be ... of supported devices"
+        return torch.optim.Adam(parameters, lr=lr, eps=1e-7)
