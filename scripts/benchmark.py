@@ -19,6 +19,16 @@ run in turn, ``--repeats`` times over, so a slow moment of the machine touches t
   interpreter (e.g. a venv that has TensorFlow).
 - ``torch-dataloader``: the usual tutorial loop, ``DataLoader(TensorDataset(...))`` with
   per-sample collation and a ``loss.item()`` every step.
+- ``cnn-torch-densenet``, ``cnn-torch-densenet-bf16``, ``keras-tensorflow-densenet`` (not run
+  unless named): the transfer model's frozen DenseNet121 base (``include_top=False,
+  pooling='max'``, resized to 160x160 inside), forward only, batch 32, in steady state: images
+  per second, the first batch (tracing, kernel choice) left out. Random weights (no download):
+  the arithmetic is the ImageNet weights'.
+
+When ``cnn-torch`` and ``keras-tensorflow`` both ran, the report ends with the row for
+BENCHMARKS.md's table of CPU kinds: the CPU (model name, family and model number, vector
+instruction sets), both systems' epoch times and their ratio (with ``cnn-torch-bf16`` and the
+DenseNet base when they ran too).
 
 ``--probes`` times the pieces of ``fit``'s fast path one at a time instead: its training pass
 written out with each speed-up on or off (plain NCHW batches and glibc's default malloc, then
@@ -46,7 +56,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("cnn-torch", "cnn-torch-uint8", "cnn-torch-bf16", "keras-torch", "keras-tensorflow", "torch-dataloader")
-KERAS_BACKENDS = {"keras-torch": "torch", "keras-tensorflow": "tensorflow"}
+# the frozen DenseNet121 base's forward throughput (issue #28): only when named in --systems
+DENSENET_SYSTEMS = ("cnn-torch-densenet", "cnn-torch-densenet-bf16", "keras-tensorflow-densenet")
+KERAS_BACKENDS = {"keras-torch": "torch", "keras-tensorflow": "tensorflow", "keras-tensorflow-densenet": "tensorflow"}
+DENSENET_BATCHES = 4  # timed batches of 32 per run, after one untimed
 # --probes: fit's training pass with each speed-up on or off: (reuse memory, channels-last, Adam option)
 LOOP_PROBES = {
     "loop-plain": (False, False, None),
@@ -105,9 +118,10 @@ def main(argv=None) -> int:
     if args.probes:
         systems = [*LOOP_PROBES, *VAL_PROBES]
     args.probes = all(name in LOOP_PROBES or name in VAL_PROBES for name in systems)  # --systems may pick probes
-    unknown = sorted(set(systems) - set(SYSTEMS) - set(LOOP_PROBES) - set(VAL_PROBES))
+    unknown = sorted(set(systems) - set(SYSTEMS) - set(DENSENET_SYSTEMS) - set(LOOP_PROBES) - set(VAL_PROBES))
     if unknown:
-        print(f"error: unknown system(s) {', '.join(unknown)}: choose from {', '.join(SYSTEMS)}", file=sys.stderr)
+        choices = ", ".join(SYSTEMS + DENSENET_SYSTEMS)
+        print(f"error: unknown system(s) {', '.join(unknown)}: choose from {choices}", file=sys.stderr)
         return 2
     interpreters = keras_interpreters(args.keras_python)
     for name in [s for s in systems if s in KERAS_BACKENDS]:
@@ -210,6 +224,7 @@ def prepare_data(args, work_dir: Path) -> dict:
         "flops_per_image": flops.training_flops_per_image(model),
         "torch": torch.__version__,
         "cpu": cpu_name(),
+        **cpu_family_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "isa": cpu_isa(),
         "native_bf16": has_native_bf16("cpu"),
@@ -273,6 +288,8 @@ def run_system(name: str, python: str, args, work_dir: str) -> dict:
 def describe(result: dict) -> str:
     if "error" in result:
         return "FAILED " + result["error"]
+    if "base_images_per_second" in result:
+        return f"{result['base_images_per_second']:.1f} img/s through the frozen DenseNet121 base"
     if "first_step_seconds" in result:
         return f"{result['first_step_seconds']:.2f} s to the first step"
     if "epoch_seconds" not in result:  # a probe
@@ -285,12 +302,15 @@ def describe(result: dict) -> str:
 
 
 def report(args, info: dict, runs: dict, startups: list, limit_rate: float, flops: float) -> str:
-    """The markdown table: per system, then the ratio of every pair."""
+    """The markdown table: per system, then the ratio of every pair; the DenseNet base's
+    throughput; the row for BENCHMARKS.md's table of CPU kinds."""
     ok = {name: [r for r in results if "error" not in r] for name, results in runs.items()}
     ok = {name: results for name, results in ok.items() if results}
+    densenet = {name: ok.pop(name) for name in DENSENET_SYSTEMS if name in ok}
     limit_images = limit_rate / flops
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores, torch CPU capability {info['cpu_capability']}, "
+        f"Machine: {info['cpu']}{family_model(info)}, {info['cores']} cores, "
+        f"torch CPU capability {info['cpu_capability']}, "
         f"ISA {' '.join(info.get('isa', [])) or '?'} (native bf16: {'yes' if info.get('native_bf16') else 'no'}), "
         f"GPU {info.get('gpu') or 'none'}; torch {info['torch']} with {info['torch_threads']} threads; "
         f"Python {platform.python_version()}.",
@@ -314,7 +334,7 @@ def report(args, info: dict, runs: dict, startups: list, limit_rate: float, flop
             f"| {name} | {medians[name]:.1f} ({min(epochs):.1f}-{max(epochs):.1f}) | {train_rate:,.0f} | "
             f"{100 * train_rate / limit_images:.0f}% | {val_rate:,.0f} | {accuracy:.3f} | {rss:,.0f} MB |"
         )
-    failed = [name for name in runs if name not in ok]
+    failed = [name for name in runs if name not in ok and name not in densenet]
     for name in failed:
         lines.append(f"| {name} | failed: {runs[name][0]['error'][:120]} | | | | | |")
     if len(medians) > 1:
@@ -338,7 +358,46 @@ def report(args, info: dict, runs: dict, startups: list, limit_rate: float, flop
             f"Second start (decoded images cached): first training step {first:.2f} s after launch, "
             f"excluding {imports:.2f} s of imports (median of {len(good)}).",
         ]
+    base_rates = {name: statistics.median(r["base_images_per_second"] for r in results)
+                  for name, results in densenet.items()}  # fmt: skip
+    if base_rates:
+        lines += ["", f"The frozen DenseNet121 base, forward at 160x160, batch {args.batch_size}, steady state "
+                  f"({DENSENET_BATCHES} batches per run after one untimed, {args.repeats} runs):", "",
+                  "| system | images/s (median, min-max) |", "|---|---|"]
+        for name, results in densenet.items():
+            rates = [r["base_images_per_second"] for r in results]
+            lines.append(f"| {name} | {base_rates[name]:.1f} ({min(rates):.1f}-{max(rates):.1f}) |")
+    if "cnn-torch" in medians and "keras-tensorflow" in medians:
+        lines += ["", "Row for BENCHMARKS.md's table of CPU kinds:", "", *cpu_kind_row(info, medians, base_rates)]
     return "\n".join(lines)
+
+
+def family_model(info: dict) -> str:
+    """`` (family 25, model 17)``: what tells two CPUs of one brand name apart (x86 Linux)."""
+    family, model = info.get("cpu_family"), info.get("cpu_model")
+    return f" (family {family}, model {model})" if family and model else ""
+
+
+def cpu_kind_row(info: dict, medians: dict, base_rates: dict) -> list[str]:
+    """BENCHMARKS.md's table of CPU kinds: the header and this machine's row."""
+    keras = medians["keras-tensorflow"]
+
+    def versus(name: str) -> str:
+        return f"{medians[name]:.2f} s ({medians[name] / keras:.2f})" if name in medians else "-"
+
+    def base(name: str) -> str:
+        return f"{base_rates[name]:.1f}" if name in base_rates else "-"
+
+    native = "native" if info.get("native_bf16") else "emulated"
+    cpu = f"{info['cpu']}{family_model(info)}, {info['cores']} cores"
+    return [
+        "| CPU | vector ISA | torch | Keras + TF epoch | cnn-torch fp32 (ratio) | cnn-torch bf16 (ratio) "
+        "| DenseNet base img/s: fp32, bf16, Keras + TF |",
+        "|---|---|---|---|---|---|---|",
+        f"| {cpu} | {' '.join(info.get('isa', [])) or '?'} (bf16 {native}) | {info['torch']}, "
+        f"{info['torch_threads']} threads | {keras:.2f} s | {versus('cnn-torch')} | {versus('cnn-torch-bf16')} "
+        f"| {base('cnn-torch-densenet')}, {base('cnn-torch-densenet-bf16')}, {base('keras-tensorflow-densenet')} |",
+    ]
 
 
 def probe_report(args, info: dict, runs: dict, limit_rate: float, flops: float) -> str:
@@ -387,6 +446,13 @@ def run_worker(args) -> int:
         info = json.loads((work_dir / "info.json").read_text())
         if args.worker in LOOP_PROBES or args.worker in VAL_PROBES:
             result = worker_probe(args, arrays, info)
+            scale = 1 if sys.platform == "darwin" else 1024
+            result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+            print("RESULT " + json.dumps(result))
+            return 0
+        if args.worker in DENSENET_SYSTEMS:
+            worker = worker_keras_densenet if args.worker in KERAS_BACKENDS else worker_torch_densenet
+            result = worker(args, arrays)
             scale = 1 if sys.platform == "darwin" else 1024
             result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
             print("RESULT " + json.dumps(result))
@@ -571,6 +637,60 @@ def worker_keras(args, arrays, info) -> dict:
     }
 
 
+def densenet_batches(arrays, batch_size: int):
+    """The lesson's float32 ``/ 255.0`` images, NCHW, in DENSENET_BATCHES + 1 batches (the first untimed)."""
+    images = arrays["train_images"][: (DENSENET_BATCHES + 1) * batch_size]
+    if len(images) < (DENSENET_BATCHES + 1) * batch_size:
+        raise SystemExit(f"the DenseNet systems need {(DENSENET_BATCHES + 1) * batch_size} training images")
+    return [images[i : i + batch_size].astype("float32") / 255.0 for i in range(0, len(images), batch_size)]
+
+
+def worker_torch_densenet(args, arrays) -> dict:
+    """``densenet121_transfer``'s frozen base as ``fit`` runs it (eval mode, no gradients), on the
+    lesson's NCHW float arrays; ``-bf16``: under ``fit``'s bf16 autocast."""
+    import torch
+
+    from cnn_torch.keras_rules.transfer import DenseNet121Base
+    from cnn_torch.platform.device import autocast, keep_freed_memory
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    keep_freed_memory()
+    torch.manual_seed(0)
+    base = DenseNet121Base(weights=None).eval().requires_grad_(False)
+    precision = "bf16" if args.worker.endswith("bf16") else "fp32"
+    seconds = []
+    for batch in densenet_batches(arrays, args.batch_size):
+        images = torch.from_numpy(batch)
+        start = time.perf_counter()
+        with torch.no_grad(), autocast(torch.device("cpu"), precision):
+            base(images)
+        seconds.append(time.perf_counter() - start)
+    return {"base_images_per_second": DENSENET_BATCHES * args.batch_size / sum(seconds[1:])}
+
+
+def worker_keras_densenet(args, arrays) -> dict:
+    """The lesson's base: ``resize_with_pad`` to 160x160, then ``DenseNet121(include_top=False,
+    pooling='max')``, frozen; ``predict_on_batch`` (a traced function after the first call)."""
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input(arrays["train_images"].shape[2:] + arrays["train_images"].shape[1:2])
+    upscale = keras.layers.Lambda(lambda x: tf.image.resize_with_pad(x, 160, 160))(inputs)
+    base_model = keras.applications.DenseNet121(include_top=False, pooling="max", weights=None,
+                                                input_tensor=upscale, input_shape=(160, 160, 3))  # fmt: skip
+    base_model.trainable = False
+    model = keras.Model(inputs=inputs, outputs=base_model.output)
+    seconds = []
+    for batch in densenet_batches(arrays, args.batch_size):
+        images = batch.transpose(0, 2, 3, 1)  # the lesson's arrays are channels-last
+        start = time.perf_counter()
+        model.predict_on_batch(images)
+        seconds.append(time.perf_counter() - start)
+    return {"base_images_per_second": DENSENET_BATCHES * args.batch_size / sum(seconds[1:]),
+            "keras": keras.__version__}  # fmt: skip
+
+
 def worker_dataloader(args, arrays, info) -> dict:
     """The loop most tutorials show: float tensors, DataLoader with per-sample collation."""
     import torch
@@ -649,6 +769,21 @@ def worker_startup(args) -> dict:
         device="cpu",
     )
     return {"import_seconds": imported - started, "first_step_seconds": time.perf_counter() - imported}
+
+
+def cpu_family_model() -> dict:
+    """``cpu_family`` and ``cpu_model`` from /proc/cpuinfo (x86 Linux; empty elsewhere): one
+    brand name ("AMD EPYC") covers CPU generations with different vector units."""
+    names = {"cpu family": "cpu_family", "model": "cpu_model"}
+    found = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in names:
+                found.setdefault(names[key], value)  # the first processor's
+    except OSError:
+        pass
+    return found
 
 
 def cpu_isa() -> list[str]:

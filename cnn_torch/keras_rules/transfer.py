@@ -119,13 +119,21 @@ class DenseNet121Base(nn.Sequential):
         frozen = not self.training and not any(p.requires_grad for p in self.parameters())
         if not (self.reuse_features and frozen):
             self._features.clear()  # computed by other weights, or for another mode: never reused
-            return super().forward(images)
+            return self._network(images)
         keys = [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in images.detach().cpu()]
         new = [i for i, key in enumerate(keys) if key not in self._features]
         if new:
-            for i, features in zip(new, super().forward(images[new]), strict=True):
+            for i, features in zip(new, self._network(images[new]), strict=True):
                 self._features[keys[i]] = features
         return torch.stack([self._features[key] for key in keys])
+
+    def _network(self, images: torch.Tensor) -> torch.Tensor:
+        # channels-last on the CPU, whatever the caller's layout (fit's batches are, a direct call's or
+        # an augmentation layer's output may not be): DenseNet's convolutions, batch norms and
+        # concatenations run faster on it (measured on AMD Zen 4: 1.2x at one thread; BENCHMARKS.md)
+        if images.device.type == "cpu" and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return super().forward(images)
 
 
 class TransferModel(LessonModel):
