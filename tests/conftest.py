@@ -39,6 +39,9 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
         os.environ.setdefault("CNN_TORCH_SHARE_CORES", "0")
+        # xdist's workers export COLUMNS=80, which cnn-torch takes as the width to wrap text at
+        # (cnn_torch/machinery/terminal.py): the tests of wrapping set it themselves
+        os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(scope="session", autouse=True)
