@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from test_runs_anywhere import (  # the read-only folder, root included (pytest puts tests/ on sys.path)
+    read_only,
+    writable_again,
+)
 
 from cnn_torch import models
 from cnn_torch.checkpoints import save_model
 from cnn_torch.cli import predict
 from cnn_torch.machinery.terminal import fitted_path
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_runs_anywhere import read_only, writable_again  # noqa: E402  (the read-only folder, root included)
 
 CLASSES = ["cat", "dog", "truck"]
 
