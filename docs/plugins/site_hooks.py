@@ -34,6 +34,7 @@ from mkdocs.structure.pages import Page
 log = logging.getLogger("mkdocs.hooks.site")
 
 LINK = re.compile(r"(?<!!)\[([^\]\n]+)\]\(([^)\s]+)\)")  # [text](target); not images
+WIDGET = "application/vnd.jupyter.widget-view+json"
 CELL_TIMEOUT_S = 900  # as tests/test_notebooks.py: the longest cell trains a few models on the CPU
 
 
@@ -119,6 +120,11 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         for cell in notebook.cells:
             if cell.cell_type == "markdown":
                 cell.source = code_references(cell.source, folder, site_files, root)
+            # fit's live bar is a Jupyter widget (tqdm), alive only in a running kernel: a static page
+            # would fetch a widget manager from the web to draw it finished. Keras's line after it stays.
+            if cell.cell_type == "code":
+                cell.outputs = [output for output in cell.outputs if WIDGET not in output.get("data", {})]
+        notebook.metadata.pop("widgets", None)
         (pages / file.src_uri).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, pages / file.src_uri)
         files.remove(file)
