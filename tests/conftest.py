@@ -14,6 +14,8 @@ import contextlib
 import importlib
 import io
 import os
+import select
+import struct
 import subprocess
 import warnings
 from pathlib import Path
@@ -91,3 +93,33 @@ def run_cli(name: str, *argv, cwd: Path | None = None, env: dict | None = None) 
     shown = [caught_ for caught_ in caught if not issubclass(caught_.category, HIDDEN_WARNINGS)]
     errors = stderr.getvalue() + "".join(f"warning: {caught_.message}\n" for caught_ in shown)
     return subprocess.CompletedProcess([name, *argv], code, stdout.getvalue(), errors)
+
+
+def run_in_terminal(argv: list[str], cwd: Path, columns: int = 80) -> str:
+    """Run a command on a pseudo-terminal ``columns`` wide, offline; return what it printed."""
+    import fcntl  # POSIX only, as pseudo-terminals are
+    import pty
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {**os.environ, "COLUMNS": str(columns), "TERM": "xterm", "OMP_NUM_THREADS": "1",
+           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}  # fmt: skip
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 600)
+        if not ready:
+            process.kill()
+            break
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the command ended and closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=60)
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")

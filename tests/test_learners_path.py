@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, run_in_terminal
 from torch import nn
 
 from cnn_torch import fit, models
@@ -154,34 +150,6 @@ def test_one_hot_rows_that_are_not_probabilities_are_refused():
 
 
 # --- 5. what the learner reads --------------------------------------------------------------------
-
-
-def run_in_terminal(argv: list[str], cwd: Path, columns: int = 80) -> str:
-    """Run a command on a pseudo-terminal ``columns`` wide; return what it printed."""
-    leader, follower = pty.openpty()
-    termios.tcsetwinsize(follower, (24, columns)) if hasattr(termios, "tcsetwinsize") else None
-    import fcntl
-
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    env = {**os.environ, **OFFLINE, "COLUMNS": str(columns), "TERM": "xterm"}
-    process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 600)
-        if not ready:
-            process.kill()
-            break
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the command ended and closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks).decode(errors="replace")
 
 
 def visible_lines(output: str) -> list[str]:

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from test_learners_path import run_in_terminal, visible_lines
+from conftest import run_cli, run_in_terminal
+from test_learners_path import visible_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"

@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import pty
 import re
-import select
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_in_terminal
 from torch import nn
 
 from cnn_torch import fit
@@ -225,34 +220,6 @@ def test_the_epoch_line_wraps_between_numbers_at_80_columns(clock, monkeypatch):
     assert [line.split("\r")[-1].rstrip() for line in unwrapped.split("\n")] == [
         line.split("\r")[-1].rstrip() for line in ESCAPES.sub("", wide).split("\n")
     ]
-
-
-def run_in_terminal(argv: list[str], cwd: Path, columns: int = 80) -> str:
-    """Run a command on a pseudo-terminal ``columns`` wide; return what it printed."""
-    import fcntl
-
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    env = {**os.environ, "COLUMNS": str(columns), "TERM": "xterm", "OMP_NUM_THREADS": "1",
-           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}  # fmt: skip
-    process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=follower, stdout=follower, stderr=follower)
-    os.close(follower)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([leader], [], [], 600)
-        if not ready:
-            process.kill()
-            break
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the command ended and closed the terminal
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    process.wait(timeout=60)
-    os.close(leader)
-    return b"".join(chunks).decode(errors="replace")
 
 
 @pytest.mark.subprocess
