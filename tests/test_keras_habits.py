@@ -126,7 +126,7 @@ def test_predict_on_unscaled_pixels_warns_and_keras_shaped_calls_work(capsys):
     assert evaluate(model, images, labels, verbose=1) == (loss, accuracy)
     out = capsys.readouterr().out  # Keras's bar while it runs, then its last line (issue 27)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # Keras's bar has its colours
-    assert "━" in plain and plain.endswith(f" - accuracy: {accuracy:.4f} - loss: {loss:.4f}\n")
+    assert "━" in plain and plain.rstrip().endswith(f" - accuracy: {accuracy:.4f} - loss: {loss:.4f}")
     with pytest.raises(UserError, match="verbose must be 0, 1, 2 or 'auto'"):
         evaluate(model, images, labels, verbose=3)
 
