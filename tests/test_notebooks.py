@@ -160,8 +160,9 @@ def execute(episode: str, folder: Path):
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError, naming the cell and its traceback, on any error
     TIMES[episode] = time.perf_counter() - start
-    probe = next(out for out in notebook.cells[-1].outputs if out.get("name") == "stdout")  # not a widget's
-    return notebook, json.loads("".join(probe["text"]))
+    # the probe's own line, the last on its stdout (evaluate prints Keras's line above it; widgets are no text)
+    printed = "".join(out["text"] for out in notebook.cells[-1].outputs if out.get("name") == "stdout")
+    return notebook, json.loads(printed.strip().splitlines()[-1])
 
 
 @pytest.mark.notebooks
