@@ -100,7 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(default: this one, if it has that backend)",
     )
     parser.add_argument("--probes", action="store_true", help="time each speed-up of fit alone (see above)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in the torch systems")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of every system: torch.set_num_threads; TensorFlow's intra- and inter-op pools")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write every run's raw numbers here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: run one system
     parser.add_argument("--work-dir", default=None, help=argparse.SUPPRESS)
@@ -474,6 +475,13 @@ def run_worker(args) -> int:
     return 0
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time, all threads (the --json records carry it beside the wall time:
+    on a machine shared with other work it moves less than the wall time does)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def load_array(work_dir: Path, name: str):
     import numpy as np
 
@@ -497,7 +505,7 @@ def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) ->
     torch.manual_seed(0)
     model = models.cifar_model_small(num_classes=info["classes"], input_shape=tuple(info["shape"]))
     optimizer = optim.make_optimizer("adam", model.parameters())
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     history = fit(
         model,
         torch.nn.CrossEntropyLoss(),
@@ -512,7 +520,7 @@ def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) ->
         device="cpu",
         precision=precision,
     )
-    fit_seconds = time.perf_counter() - start
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
     # fit validates with batches of max(batch_size, 256); time that part again on its own
     start = time.perf_counter()
     evaluate(model, val_images, val_labels, batch_size=max(args.batch_size, 256), precision=precision, verbose=0)
@@ -523,6 +531,7 @@ def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) ->
         "val_seconds": val_seconds,
         "val_accuracy": history.history["val_accuracy"][-1],
         "loss": history.history["loss"][-1],
+        "fit_cpu_seconds": fit_cpu_seconds,
     }
 
 
@@ -586,6 +595,8 @@ def worker_keras(args, arrays, info) -> dict:
     """The lesson's Keras code; KERAS_BACKEND is set by the parent."""
     import keras
 
+    set_keras_threads(keras, args.threads)
+
     # The lesson: channels-last arrays scaled to [0, 1] (uint8 / 255.0 gives float64 in numpy)
     train_images = arrays["train_images"].transpose(0, 2, 3, 1) / 255.0
     val_images = arrays["val_images"].transpose(0, 2, 3, 1) / 255.0
@@ -615,7 +626,7 @@ def worker_keras(args, arrays, info) -> dict:
         def on_test_end(self, logs=None):
             ValidationTimer.seconds += time.perf_counter() - self.started
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     history = model.fit(
         train_images,
         train_labels,
@@ -625,13 +636,14 @@ def worker_keras(args, arrays, info) -> dict:
         verbose=0,
         callbacks=[ValidationTimer()],
     )
-    fit_seconds = time.perf_counter() - start
+    fit_seconds, fit_cpu_seconds = time.perf_counter() - start, cpu_seconds() - cpu_start
     return {
         "fit_seconds": fit_seconds,
         "train_seconds": fit_seconds - ValidationTimer.seconds,
         "val_seconds": ValidationTimer.seconds,
         "val_accuracy": float(history.history["val_accuracy"][-1]),
         "loss": float(history.history["loss"][-1]),
+        "fit_cpu_seconds": fit_cpu_seconds,
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
     }
@@ -675,6 +687,7 @@ def worker_keras_densenet(args, arrays) -> dict:
     import keras
     import tensorflow as tf
 
+    set_keras_threads(keras, args.threads)
     inputs = keras.Input(arrays["train_images"].shape[2:] + arrays["train_images"].shape[1:2])
     upscale = keras.layers.Lambda(lambda x: tf.image.resize_with_pad(x, 160, 160))(inputs)
     base_model = keras.applications.DenseNet121(include_top=False, pooling="max", weights=None,
@@ -689,6 +702,21 @@ def worker_keras_densenet(args, arrays) -> dict:
         seconds.append(time.perf_counter() - start)
     return {"base_images_per_second": DENSENET_BATCHES * args.batch_size / sum(seconds[1:]),
             "keras": keras.__version__}  # fmt: skip
+
+
+def set_keras_threads(keras, threads: int | None) -> None:
+    """--threads for a Keras system: its backend's thread pools, before its first operation."""
+    if not threads:
+        return
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def worker_dataloader(args, arrays, info) -> dict:
