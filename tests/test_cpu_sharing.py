@@ -171,3 +171,35 @@ def test_off_and_on_gpu_nothing_is_taken(tmp_path, monkeypatch):
     monkeypatch.delenv("CNN_TORCH_SHARE_CORES")
     with cpu_sharing.sharing_cpu_cores(model, optimizer, torch.device("cpu")) as turns:
         assert turns is not None and not turns.held
+
+
+# A fresh process (its own OpenMP threads): a convolution, stop_spinning(), the same convolution.
+SPINNING_PROBE = r"""
+import json, os, torch
+from cnn_torch.machinery import cpu_sharing
+torch.set_num_threads(2)
+torch.manual_seed(0)
+images, kernel = torch.randn(32, 16, 32, 32), torch.randn(32, 16, 3, 3)
+threads = lambda: len(os.listdir("/proc/self/task"))
+before = torch.nn.functional.conv2d(images, kernel)
+running = threads()
+cpu_sharing.stop_spinning()
+paused = threads()
+after = torch.nn.functional.conv2d(images, kernel)
+print(json.dumps({"running": running, "paused": paused, "again": threads(), "same": torch.equal(before, after),
+                  "num_threads": torch.get_num_threads(), "found": cpu_sharing._openmp_pause() is not None}))
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2, reason="Linux, 2+ cores")
+def test_stop_spinning_ends_idle_threads_and_changes_no_number():
+    """The threads a training's OpenMP runtime keeps spinning end when it yields its turn; the next
+    operation starts as many again and computes the same bits."""
+    out = subprocess.run([sys.executable, "-c", SPINNING_PROBE], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"}, check=True).stdout  # fmt: skip
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["found"], "no OpenMP runtime with omp_pause_resource_all found in this process"
+    assert seen["paused"] == seen["running"] - 1  # the one worker thread of a 2-thread team ended
+    assert seen["again"] == seen["running"] and seen["num_threads"] == 2
+    assert seen["same"]
