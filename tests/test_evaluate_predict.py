@@ -519,7 +519,10 @@ def test_evaluate_and_predict_move_the_model_to_the_device_given(monkeypatch):
             run()
 
 
-@pytest.mark.parametrize(("flags", "expected"), [(SHAPES_FLAGS, "fp32"), ({**SHAPES_FLAGS, "precision": "bf16"}, "bf16")])
+BF16_FLAGS = {**SHAPES_FLAGS, "precision": "bf16"}
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(SHAPES_FLAGS, "fp32"), (BF16_FLAGS, "bf16")])
 def test_predict_script_predicts_in_the_runs_precision(tmp_path, capsys, monkeypatch, flags, expected):
     checkpoint = make_run(tmp_path / "run", flags)
     path = str(write_images(tmp_path)["photo.jpg"])

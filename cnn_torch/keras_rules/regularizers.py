@@ -17,8 +17,9 @@ and since ``fit`` and ``evaluate`` report what ``loss_fn`` returns, ``loss`` and
 include the penalty exactly where Keras's do. As a Keras model carries its layers' regularizers,
 the model carries the factor too: ``L2Regularized`` sets ``model.kernel_l2 = l2`` (a plain float,
 0.0 or absent for none), so ``evaluate(model, x, y)`` with the default loss still adds the
-penalty, and checkpoints keep it (``checkpoints.make_checkpoint``, ``model_from_checkpoint``). The sum is formed as Keras forms it: the
-compiled loss and each layer's penalty, stacked and summed in one go.
+penalty, and checkpoints keep it (``checkpoints.make_checkpoint``, ``model_from_checkpoint``).
+The sum is formed as Keras forms it: the compiled loss and each layer's penalty, stacked and
+summed in one go.
 
 Not the same as PyTorch's ``weight_decay``: ``torch.optim.SGD(..., weight_decay=wd)`` adds
 ``wd * w`` to every parameter's gradient, biases included (for plain SGD that is L2 with
