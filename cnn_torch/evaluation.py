@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from cnn_torch.keras_rules.regularizers import L2Regularized, regularized_kernels
-from cnn_torch.keras_rules.transfer import from_source
 from cnn_torch.machinery.checks import check_images, check_labels
 from cnn_torch.machinery.progress import EpochProgress, resolve_verbose
 from cnn_torch.platform import distributed
@@ -87,8 +86,8 @@ def evaluate(
         for step, batch_indices in enumerate(indices.split(batch_size), start=1):
             batch_images = as_float(images[batch_indices].to(device, non_blocking=True))
             batch_labels = labels[batch_indices].to(device, non_blocking=True)
-            with autocast(device, precision):  # from_source: a frozen transfer base reuses features by index
-                logits = model(from_source(batch_images, images, batch_indices))
+            with autocast(device, precision):
+                logits = model(batch_images)
             loss_sum += loss_fn(logits.float(), batch_labels) * len(batch_labels)
             correct += count_correct(logits, batch_labels)
             seen += len(batch_labels)
@@ -127,12 +126,8 @@ def predict(
     was_training = model.training
     model.eval()
     try:
-        outputs = []
-        for start in range(0, len(images), batch_size):
-            batch = slice(start, start + batch_size)
-            batch_images = as_float(images[batch].to(device))
-            with autocast(device, precision):  # from_source: a frozen transfer base reuses features by index
-                outputs.append(model(from_source(batch_images, images, batch)).float().cpu())
+        with autocast(device, precision):
+            outputs = [model(as_float(batch.to(device))).float().cpu() for batch in images.split(batch_size)]
     finally:
         model.train(was_training)  # an error mid-way leaves the model as it was given, too
     return torch.cat(outputs)

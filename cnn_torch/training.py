@@ -17,7 +17,6 @@ from torch import nn
 from cnn_torch.evaluation import count_correct, evaluate
 from cnn_torch.history import History
 from cnn_torch.keras_rules.stopping import EarlyStopping
-from cnn_torch.keras_rules.transfer import from_source
 from cnn_torch.machinery.checks import checked_arguments, checked_callbacks, checked_fit_data
 from cnn_torch.machinery.progress import resolve_verbose
 from cnn_torch.machinery.session import training_session
@@ -122,14 +121,12 @@ def fit(
             # Keras: metrics are reset at the start of every epoch (the loss sum, the correct count, the samples)
             loss_sum, correct, seen = torch.zeros((), device=device), torch.tensor(0, device=device), 0
             # Keras: shuffle=True draws one full permutation of the sample indices per epoch
-            order = epoch_order(len(train_images), shuffle, seed, epoch)  # on the CPU, then on the device
-            host_batches, order = distributed.local_shares(order, batch_size), order.to(device)
+            order = epoch_order(len(train_images), shuffle, seed, epoch).to(device)
             watch = EpochWatch(resolve_verbose(verbose), epoch, epochs, order, batch_size, history, ctrl_c)
             # Keras: batches of batch_size in that order ([torchrun] each rank takes its share of every batch)
             for step, batch_indices in enumerate(distributed.local_shares(order, batch_size)):
                 # the lesson's / 255.0, per batch
                 images, labels = as_float(train_images[batch_indices]), train_labels[batch_indices]
-                images = from_source(images, train_images, host_batches[step])  # a frozen base: features by index
 
                 # --- one step: what Keras's train_step does with the batch ---
                 logits = training_model(images)  # Keras: y_pred = model(x, training=True)

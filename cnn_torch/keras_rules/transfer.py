@@ -37,34 +37,26 @@ features are computed once and reused in later epochs (``DenseNet121Base.reuse_f
 the same numbers up to float rounding); with augmentation the images change every epoch, and
 every epoch pays the full price. The README gives the measured times.
 
-How the reuse stays correct, and free of a CPU-GPU sync per step: the features are not looked
-up by the pixels (hashing them needs the batch on the CPU, a sync on every step of a GPU) but
-by where the batch came from. ``fit``, ``evaluate`` and ``predict`` gather each batch from
-their images by indices they know on the CPU, and tag it (:func:`from_source`: the images
-tensor, the indices). The base keeps, per images tensor, a table of features (on the batch's
-device) and a CPU mask of the rows filled: a step computes only the rows not yet filled and
-gathers the rest, and nothing in it reads a pixel or waits for the GPU. What the kept
-features depend on is checked at each step from metadata alone, and any change drops them:
+How the reuse stays correct. The features are looked up by the images' bytes (a hash of each
+image as the base receives it), and only on the CPU: on a GPU, reading the bytes would make every
+step wait for the GPU, and the base is fast there anyway, so every batch is computed. What the
+kept features depend on besides the pixels is checked at each step from metadata alone, and any
+change drops them all:
 
-- the images: the same tensor object (held weakly: its table goes with it), unchanged since
-  (its ``_version`` counter, which every in-place edit bumps); the batch itself unedited;
 - the base's weights: every parameter's and buffer's ``_version`` counter and data pointer
   (``load_state_dict`` copies in place and so bumps them, and a post hook drops the features
-  too; ``.to()`` to another dtype or device gives new storage; a learner's ``weight.mul_(0)``
-  bumps them); ``_apply`` and that hook list the tensors again, so a swapped one is seen too;
-- how they are computed: the batch's dtype and device, and autocast (bf16 features are not
-  fp32's); and the base frozen and in eval mode (unfrozen, nothing is kept).
+  too; ``.to()`` to another dtype gives new storage; a learner's ``weight.mul_(0)`` bumps them);
+  ``_apply`` and that hook list the tensors again, so a swapped one is seen too;
+- how they are computed: the batch's dtype, and autocast (bf16 features are not fp32's); and
+  the base frozen and in eval mode (unfrozen, nothing is kept).
 
-A batch without the tag (a learner's own ``model(images)``), or one made by a layer before
-the base (augmentation, which turns the reuse off anyway), is computed in full. Not seen:
-pixels edited through a NumPy array that shares the tensor's memory (torch counts no edit).
+``fit``'s loop knows nothing of this: the lookup is the base's own business.
 """
 
 from __future__ import annotations
 
-import weakref
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -76,25 +68,6 @@ from cnn_torch.platform.tf_resize import resize_with_pad
 
 RESIZE_TO = (160, 160)  # the lesson's: what DenseNet121 was set up for in the episode
 WEIGHTS = ("imagenet", None)
-SOURCE = "_cnn_torch_source"  # the attribute from_source sets on a batch
-
-
-def from_source(batch: torch.Tensor, images: torch.Tensor, indices: torch.Tensor | slice) -> torch.Tensor:
-    """Tag ``batch`` as ``images[indices]`` (scaled by the lesson's / 255.0), ``indices`` a CPU index
-    tensor or a slice; returns ``batch``. A frozen base with ``reuse_features`` then looks its
-    features up by (images, indices), never by the pixels; any other model ignores the tag."""
-    setattr(batch, SOURCE, (images, indices, batch._version))
-    return batch
-
-
-@dataclass
-class _KeptFeatures:
-    """One images tensor's features: ``table[i]`` is image i's, computed where ``filled[i]``."""
-
-    images: weakref.ref  # the images tensor they belong to (weakly: its table goes with it)
-    version: int  # its _version when the first were computed: an in-place edit drops them all
-    filled: torch.Tensor  # on the CPU: which rows are computed (read without a sync)
-    table: torch.Tensor | None = None  # (N, 1024, 1, 1) on the batches' device, made at the first batch
 
 
 class ResizeWithPad(nn.Module):
@@ -138,9 +111,9 @@ class DenseNet121Base(nn.Sequential):
     normalisation), and global max pooling: 1,024 numbers per image.
 
     ``reuse_features=True``: while the base is frozen, an image always gives the same 1,024
-    numbers, so each image's are computed once and looked up afterwards, by the images tensor
-    and the indices its batch was gathered with (:func:`from_source`; the module's docstring
-    says what drops them); every epoch after the first then costs only the head.
+    numbers, so on the CPU each image's are computed once and looked up afterwards by its bytes
+    (the module's docstring says what drops them); every epoch after the first then costs only
+    the head.
     ``densenet121_transfer`` turns it on when there is no augmentation (augmented images are
     new every time). The kept features are not part of the state_dict; a learner who
     unfreezes the base turns the reuse off.
@@ -157,15 +130,15 @@ class DenseNet121Base(nn.Sequential):
             nn.AdaptiveMaxPool2d(1),   # pooling='max': GlobalMaxPooling2D
         )
         self.reuse_features = reuse_features
-        self._kept: dict[tuple, _KeptFeatures] = {}  # (id of the images, how computed) -> their features
-        self._weights: list[tuple[int, int]] = []  # the weights the kept features were computed with
+        self._features: dict[bytes, torch.Tensor] = {}  # an image's bytes (hashed) -> its features
+        self._computed_with: tuple | None = None  # the weights' versions and the dtype they were computed with
         # its parameters and buffers, listed once: reading their counters then costs 0.15 ms a step, not 1.3
         self._tensors: list[torch.Tensor] | None = None
         self.register_load_state_dict_post_hook(_forget_after_load)  # assign=True swaps the tensors too
 
     def forget_features(self) -> None:
         """Drop every kept feature (and the list of weights they were computed with)."""
-        self._kept.clear()
+        self._features.clear()
         self._tensors = None
 
     def _apply(self, fn, recurse=True):
@@ -176,46 +149,25 @@ class DenseNet121Base(nn.Sequential):
         return super()._apply(fn, recurse)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if not self.reuse_features:
+        if not self.reuse_features or images.device.type != "cpu":  # on a GPU: computed every time (no sync)
             return self._network(images)
         if self._tensors is None:
             self._tensors = [*self.parameters(), *self.buffers()]
         if self.training or any(t.requires_grad for t in self._tensors):
-            self._kept.clear()  # unfrozen, or for another mode: computed by other weights, never reused
+            self._features.clear()  # unfrozen, or for another mode: computed by other weights, never reused
             return self._network(images)
-        source = getattr(images, SOURCE, None)
-        if source is None or images._version != source[2]:  # not fit's, evaluate's or predict's batch as gathered
-            return self._network(images)
-        return self._look_up(images, *source[:2])
-
-    def _look_up(self, images: torch.Tensor, source: torch.Tensor, indices: torch.Tensor | slice) -> torch.Tensor:
-        """The features of ``images`` (= ``source[indices]``): the rows kept, the others computed and kept.
-        Only CPU metadata is read (version counters, pointers, the mask): no pixel, no sync."""
-        weights = [(t._version, t.data_ptr()) for t in self._tensors]
-        if weights != self._weights:  # load_state_dict, an in-place edit: computed by other weights
-            self._kept.clear()
-            self._weights = weights
-        device = images.device
-        key = (id(source), images.dtype, device, torch.is_autocast_enabled(device.type),
-               torch.get_autocast_dtype(device.type))  # fmt: skip
-        kept = self._kept.get(key)
-        if kept is None or kept.images() is not source or kept.version != source._version:
-            def forget(_, kept_features=self._kept, key=key):  # the images are gone: their features too
-                kept_features.pop(key, None)
-
-            kept = self._kept[key] = _KeptFeatures(weakref.ref(source, forget), source._version,
-                                                   torch.zeros(len(source), dtype=torch.bool))  # fmt: skip
-        if isinstance(indices, slice):
-            indices = torch.arange(*indices.indices(len(source)))
-        new = (~kept.filled[indices]).nonzero().squeeze(1)  # positions in the batch (CPU)
-        if len(new):
-            batch = images if len(new) == len(indices) else images[new.to(device, non_blocking=True)]
-            features = self._network(batch)
-            if kept.table is None:
-                kept.table = features.new_empty((len(source), *features.shape[1:]))
-            kept.table[indices[new].to(device, non_blocking=True)] = features
-            kept.filled[indices[new]] = True
-        return kept.table[indices.to(device, non_blocking=True)]
+        # the weights (load_state_dict, an in-place edit) and how the features are computed: any change drops them
+        computed_with = ([(t._version, t.data_ptr()) for t in self._tensors], images.dtype,
+                         torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))  # fmt: skip
+        if computed_with != self._computed_with:
+            self._features.clear()
+            self._computed_with = computed_with
+        keys = [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in images.detach()]
+        new = [i for i, key in enumerate(keys) if key not in self._features]
+        if new:
+            for i, features in zip(new, self._network(images[new]), strict=True):
+                self._features[keys[i]] = features
+        return torch.stack([self._features[key] for key in keys])
 
     def _network(self, images: torch.Tensor) -> torch.Tensor:
         # channels-last on the CPU, whatever the caller's layout (fit's batches are, a direct call's or
