@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dict of tensors and builtins: the ``state_dict`` plus what it
 takes to rebuild the model and use it (model name and constructor arguments, input
-shape, class names, pixel scaling), the epoch and History, library versions, and for
+shape, class names, pixel scaling, the L2 factor of Keras's ``kernel_regularizer`` the model
+carries, ``kernel_l2``), the epoch and History, library versions, and for
 resumable ``last.pt`` files the optimizer state, every random-number state and, with early
 stopping, its state (patience count, best value, best weights).
 Nothing in it is a pickled object, so loading it can never run code.
@@ -109,6 +110,8 @@ def make_checkpoint(
         "seed": seed,
         "versions": versions(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # Keras's model.save keeps each layer's kernel_regularizer: evaluate adds its penalty again
+        "kernel_l2": float(getattr(model, "kernel_l2", 0.0)),
     }
     if resumable:
         checkpoint["optimizer"] = {"name": type(optimizer).__name__, "state_dict": optimizer.state_dict()}
@@ -173,6 +176,8 @@ def model_from_checkpoint(checkpoint: dict) -> nn.Module:
     if pretrained is not None:
         model.model_kwargs["weights"] = pretrained  # what the model is, for the checkpoints it writes
     load_weights(model, checkpoint)
+    if checkpoint.get("kernel_l2"):  # absent from checkpoints written before it was kept
+        model.kernel_l2 = float(checkpoint["kernel_l2"])
     return model
 
 

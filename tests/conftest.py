@@ -48,10 +48,11 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def trainings_of_this_session(tmp_path_factory):
-    """Trainings elsewhere on the machine (a learner's run, another test session) would change the
-    thread count of a training in this process mid-run, and with it the last bits of numbers that
-    tests compare bit for bit: this session's trainings, in this process, in its workers and in the
-    processes they start, announce themselves in a folder of their own."""
+    """CPU trainings take turns, a step each, under a lock in a shared folder (machinery/cpu_sharing.py;
+    the thread count is never changed, so the numbers are the same either way): this session's
+    trainings, in this process, in its workers and in the processes they start, take their lock in
+    a folder of their own, so they never wait on trainings elsewhere on the machine (a learner's
+    run, another test session), only on each other."""
     base = tmp_path_factory.getbasetemp()
     folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "running"  # the workers': one
     folder.mkdir(exist_ok=True)

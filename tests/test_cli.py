@@ -50,8 +50,9 @@ def test_cli_smoke_run_writes_history_figures_and_checkpoints(tmp_path):
 
 
 def test_the_same_seed_gives_the_same_history_twice(tmp_path):
-    """Bit for bit, when no other training shares the cores (their own announcement folder
-    here, so trainings elsewhere on the machine cannot change the thread count mid-run)."""
+    """Bit for bit. Trainings beside it change when its steps run, never what they compute (they take
+    turns with a lock per step and never change the thread count: machinery/cpu_sharing.py); a lock
+    folder of its own here keeps it from waiting on trainings elsewhere on the machine."""
     histories = []
     for name in ("a", "b"):
         result = run_cli("train", "--dataset", "shapes", "--limit", "200", "--epochs", "2", "--seed", "11", "--quiet",

@@ -399,3 +399,135 @@ def test_cli_smoke_runs(tmp_path):
     assert predict.returncode == 0, predict.stderr
     [result] = json.loads(predict.stdout)
     assert result["file"] == image and result["predicted"] in data.SHAPE_CLASSES
+
+
+# --- evaluate and predict as Keras's: the model's L2, its mode after an error, precision, device ------
+
+
+def l2_trained_model(l2=0.01):
+    """cifar_model_small trained a few steps with Keras's kernel_regularizer=L2(l2), and its data."""
+    from cnn_torch import fit
+    from cnn_torch.keras_rules.regularizers import L2Regularized
+
+    torch.manual_seed(0)
+    model = build_model("cifar_model_small")
+    images = torch.randint(0, 256, (24, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(24) % 10
+    loss_fn = L2Regularized(torch.nn.CrossEntropyLoss(), model, l2)
+    history = fit(model, loss_fn, "adam", images, labels, epochs=2, batch_size=8, verbose=0, device="cpu",
+                  validation_data=(images[:16], labels[:16]), seed=0)  # fmt: skip
+    return model, images, labels, history
+
+
+def test_evaluate_adds_the_l2_penalty_the_model_carries():
+    """Keras's model.evaluate on a model with kernel_regularizer=L2 reports loss + penalty (3.077 =
+    2.225 + 0.852 measured); so does evaluate(model, x, y) with the default loss, and it equals
+    fit's val_loss for the same data and weights."""
+    from cnn_torch.evaluation import evaluate
+    from cnn_torch.keras_rules.regularizers import regularized_kernels
+
+    model, images, labels, history = l2_trained_model()
+    assert model.kernel_l2 == 0.01
+    model.eval()
+    with torch.no_grad():
+        cross_entropy = F.cross_entropy(model(images[:16].float() / 255.0), labels[:16])
+        penalty = 0.01 * sum(torch.sum(kernel**2) for kernel in regularized_kernels(model))
+    model.train()
+    loss, _ = evaluate(model, images[:16], labels[:16], batch_size=8, verbose=0)
+    assert loss == pytest.approx((cross_entropy + penalty).item(), rel=1e-5)
+    assert penalty.item() > 0.01 * cross_entropy.item()  # the penalty is no rounding matter
+    assert loss == pytest.approx(history.history["val_loss"][-1], rel=1e-5)  # fit's validation: the same
+    # an L2Regularized given explicitly is not counted twice
+    from cnn_torch.keras_rules.regularizers import L2Regularized
+
+    given = L2Regularized(torch.nn.CrossEntropyLoss(), model, 0.01)
+    assert evaluate(model, images[:16], labels[:16], batch_size=8, loss_fn=given, verbose=0)[0] == pytest.approx(loss)
+
+
+def test_a_checkpoint_keeps_the_models_l2(tmp_path):
+    """Keras's model.save / load_model keep the layers' regularizers: the rebuilt model's evaluate
+    adds the same penalty."""
+    from cnn_torch.checkpoints import load_model, save_model
+    from cnn_torch.evaluation import evaluate
+
+    model, images, labels, _ = l2_trained_model()
+    path = save_model(model, tmp_path / "model.pt", class_names=[str(i) for i in range(10)])
+    loaded = load_model(path)
+    assert loaded.kernel_l2 == 0.01
+    assert evaluate(loaded, images, labels, verbose=0) == pytest.approx(evaluate(model, images, labels, verbose=0))
+    assert not hasattr(build_model("cifar_model_small"), "kernel_l2")  # a model without L2 carries none
+
+
+class FailsOnSecondBatch(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer, self.calls = torch.nn.Linear(3 * 4 * 4, 2), 0
+
+    def forward(self, images):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("the second batch fails")
+        return self.layer(images.flatten(1))
+
+
+def test_evaluate_and_predict_give_the_model_back_in_training_mode_after_an_error():
+    from cnn_torch.evaluation import evaluate, predict
+
+    images, labels = torch.rand(6, 3, 4, 4), torch.tensor([0, 1, 0, 1, 0, 1])
+    for run in (lambda model: evaluate(model, images, labels, batch_size=3, verbose=0),
+                lambda model: predict(model, images, batch_size=3)):  # fmt: skip
+        model = FailsOnSecondBatch().train()
+        with pytest.raises(RuntimeError, match="second batch"):
+            run(model)
+        assert model.training
+
+
+@pytest.mark.filterwarnings("ignore::cnn_torch.platform.device.PrecisionWarning")  # a CPU may emulate bf16
+def test_predict_takes_the_precision():
+    """bf16 autocast, as fit and evaluate run it: the logits differ from fp32's by bf16's rounding
+    only, and come back as float32."""
+    from cnn_torch.evaluation import predict
+
+    torch.manual_seed(0)
+    model = build_model("cifar_model_small")
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    fp32 = predict(model, images, batch_size=4)
+    bf16 = predict(model, images, batch_size=4, precision="bf16")
+    assert bf16.dtype == torch.float32 and fp32.dtype == torch.float32
+    assert not torch.equal(bf16, fp32)
+    torch.testing.assert_close(bf16, fp32, atol=0.05, rtol=0.05)  # bf16 keeps 8 bits of mantissa
+    with pytest.raises(UserError, match="unknown precision 'fp16'"):
+        predict(model, images, precision="fp16")
+
+
+def test_evaluate_and_predict_move_the_model_to_the_device_given(monkeypatch):
+    """fit moves the model to its device; so do evaluate and predict (a CPU model given CUDA
+    batches would stop inside torch). A device this machine lacks: one line naming the fix."""
+    from cnn_torch.evaluation import evaluate, predict
+
+    model = build_model("cifar_model_small")
+    images, labels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([0, 1, 2, 3])
+    moved = []
+    original_to = torch.nn.Module.to
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: moved.append(a) or original_to(self, *a, **k))
+    evaluate(model, images, labels, device="cpu", verbose=0)
+    predict(model, images, device="cpu")
+    assert moved == [(torch.device("cpu"),)] * 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for run in (lambda: evaluate(model, images, labels, device="cuda"), lambda: predict(model, images, device="cuda")):
+        with pytest.raises(UserError, match=r"^device='cuda' was asked for but CUDA is not available: pass device="):
+            run()
+
+
+BF16_FLAGS = {**SHAPES_FLAGS, "precision": "bf16"}
+
+
+@pytest.mark.parametrize(("flags", "expected"), [(SHAPES_FLAGS, "fp32"), (BF16_FLAGS, "bf16")])
+def test_predict_script_predicts_in_the_runs_precision(tmp_path, capsys, monkeypatch, flags, expected):
+    checkpoint = make_run(tmp_path / "run", flags)
+    path = str(write_images(tmp_path)["photo.jpg"])
+    asked = []
+    monkeypatch.setattr(predict_script, "predict", lambda *a, precision="fp32", **k: asked.append(precision)
+                        or torch.zeros(1, len(data.SHAPE_CLASSES)))  # fmt: skip
+    assert predict_script.main(["--checkpoint", str(checkpoint), path, "--json"]) == 0
+    assert asked == [expected]

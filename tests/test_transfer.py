@@ -196,3 +196,95 @@ def test_a_checkpoint_rebuilds_without_downloading(model, monkeypatch):
     assert rebuilt.model_kwargs["weights"] == "imagenet"
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(predict(rebuilt, images), predict(model, images))
+
+
+# --- the kept features: looked up by where the batch came from, dropped when what they depend on changes ---
+
+
+def densenet_calls(model) -> list[int]:
+    """The batch sizes DenseNet's layers run on, from now on."""
+    calls: list[int] = []
+    model.base[1].register_forward_hook(lambda module, inputs, output: calls.append(len(inputs[0])))
+    return calls
+
+
+def test_kept_features_are_the_features_computed_without_them():
+    """The same batches give identical outputs with and without the reuse, first pass and second."""
+    torch.manual_seed(5)
+    model = build_model("densenet121_transfer", weights=None).eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    calls = densenet_calls(model)
+    first, second = predict(model, images, batch_size=4), predict(model, images, batch_size=4)
+    assert calls == [4, 2]  # the second pass ran no DenseNet layer
+    model.base.reuse_features = False
+    without = predict(model, images, batch_size=4)
+    assert torch.equal(first, without) and torch.equal(second, without)
+
+
+def test_load_state_dict_drops_the_kept_features():
+    """Other weights loaded after an epoch (a checkpoint, EarlyStopping's best weights): the outputs
+    are the new weights', not features kept from the old ones."""
+    torch.manual_seed(6)
+    model, other = (build_model("densenet121_transfer", weights=None, num_classes=3) for _ in range(2))
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(6) % 3
+    fit(model, nn.CrossEntropyLoss(), "adam", images, labels, epochs=1, batch_size=3, verbose=0, device="cpu",
+        validation_data=(images, labels))  # fmt: skip
+    model.load_state_dict(other.state_dict())
+    torch.testing.assert_close(predict(model, images), predict(other, images), rtol=0, atol=0)
+
+
+def test_edited_weights_or_images_drop_the_kept_features():
+    """An in-place edit of a base weight, or of the images, is seen from the version counters."""
+    torch.manual_seed(7)
+    model = build_model("densenet121_transfer", weights=None).eval()
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    calls = densenet_calls(model)
+    predict(model, images)
+    with torch.no_grad():
+        model.base[1].conv0.weight.mul_(0.5)  # a learner's edit of the frozen base
+    after_edit = predict(model, images)
+    images[0] = 1.0 - images[0]  # the pixels change in place
+    after_new_pixels = predict(model, images)
+    assert calls == [4, 4, 1]  # all four again with the new weights; then only the edited image
+    model.base.reuse_features = False
+    # the same numbers up to float rounding: the edited image's features came from a batch of one
+    torch.testing.assert_close(after_new_pixels, predict(model, images))
+    assert not torch.equal(after_edit, after_new_pixels)
+    model.base.reuse_features = True
+    predict(model, images, device="cpu")  # evaluate and predict call model.to(device): where it is, a no-op
+    assert calls == [4, 4, 1, 4] and len(model.base._features) == 5  # kept while reuse_features was off
+    model.base.double()  # weights in new storage: the float32 features go at the next step
+    with torch.no_grad():
+        model.base(images[:2].double())
+    assert calls == [4, 4, 1, 4, 2] and len(model.base._features) == 2
+
+
+def test_off_the_cpu_nothing_is_kept_and_no_pixel_is_read(monkeypatch):
+    """On another device (a GPU; here the meta device) every batch is computed: looking features up
+    by their bytes would copy each batch to the CPU, a wait for the GPU at every step."""
+    base = build_model("densenet121_transfer", weights=None).base.to("meta")
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the base read the batch's pixels")
+
+    monkeypatch.setattr(transfer.hashlib, "blake2b", refused)
+    for name in ("cpu", "item", "tolist", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, refused)
+    with torch.no_grad():
+        features = base(torch.empty(3, 3, 32, 32, device="meta"))
+    assert features.shape == (3, 1024, 1, 1) and base._features == {}
+
+
+def test_fit_computes_each_images_features_once():
+    """Without augmentation, fit's later epochs (training and validation) run no DenseNet layer."""
+    torch.manual_seed(9)
+    model = build_model("densenet121_transfer", weights=None, num_classes=3)
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    val_images = images.flip(0).contiguous()
+    calls = densenet_calls(model)
+    fit(model, nn.CrossEntropyLoss(), "adam", images, torch.arange(6) % 3, epochs=3, batch_size=4, verbose=0,
+        device="cpu", validation_data=(val_images, torch.arange(6) % 3))  # fmt: skip
+    # fit's check of the model's output shape on 2 images, then the first epoch's batches: each of the 6
+    # images once (the validation images are the same pictures in another order); the later epochs: none
+    assert sum(calls) == 6 and len(model.base._features) == 6

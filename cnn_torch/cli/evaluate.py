@@ -26,7 +26,6 @@ from cnn_torch.cli import runs
 from cnn_torch.errors import UserError
 from cnn_torch.evaluation import predict
 from cnn_torch.image_grids import pick, save_images, show_images
-from cnn_torch.keras_rules.regularizers import L2Regularized
 from cnn_torch.platform.device import resolve_device
 from cnn_torch.plots import plot_confusion_matrix
 
@@ -76,11 +75,11 @@ def evaluate_checkpoint(args: argparse.Namespace) -> int:
     images, labels, source, data_name = load_split(args, checkpoint_path, checkpoint)
 
     # 3. Keras's model.evaluate, then predict -> confusion matrix and per-class accuracy
-    # (a run trained with --l2 reports the loss with its penalty, as Keras's evaluate does)
-    l2 = read_run_record(run_dir / "run.json").get("flags", {}).get("l2")
-    loss_fn = L2Regularized(torch.nn.CrossEntropyLoss(), model, l2) if l2 else None
-    report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device,
-                                       loss_fn=loss_fn)
+    # (a run trained with --l2 reports the loss with its penalty, as Keras's evaluate does: the model
+    # carries its l2 from the checkpoint, or from run.json for a checkpoint written before it was kept)
+    if not getattr(model, "kernel_l2", 0.0):
+        model.kernel_l2 = float(read_run_record(run_dir / "run.json").get("flags", {}).get("l2") or 0.0)
+    report = metrics.evaluation_report(model, images, labels, class_names, batch_size=args.batch_size, device=device)
     matrix = torch.tensor(report["confusion_matrix"])
     figure = images_figure = None
     seen = []

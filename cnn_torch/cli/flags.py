@@ -58,12 +58,13 @@ def add_data_flags(parser: argparse.ArgumentParser, validation_split: bool = Tru
         help="your images as DIR/train/<class>/<image> (and DIR/test/), or a folder holding CIFAR-10's"
         " cifar-10-batches-py/ (default: data/ for CIFAR-10)",
     )  # fmt: skip
-    parser.add_argument(
-        "--limit", type=int, default=None, metavar="N",
-        help="take a class-balanced random N of the training images, BEFORE the validation"
-        " cut: with --validation-split 0.2 (or data without a test split) 80%% of them train"
-        f" (default: all; for shapes, how many to make: {data.DEFAULT_SHAPES_SIZE})",
-    )  # fmt: skip
+    limit = "take a class-balanced random N of the training images, BEFORE the validation cut"
+    if validation_split:  # train, compare
+        limit += (": with --validation-split 0.2 (or data without a test split) 80%% of them train"
+                  f" (default: all; for shapes, how many to make: {data.DEFAULT_SHAPES_SIZE})")
+    else:  # evaluate: the run's data
+        limit += " (default: the run's own --limit, so that --split val is the run's validation data)"
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help=limit)
     if validation_split:
         parser.add_argument(
             "--validation-split", type=float, default=None, metavar="FRACTION",

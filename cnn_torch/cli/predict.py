@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from cnn_torch import visualise
@@ -28,7 +29,7 @@ from cnn_torch.cli import runs
 from cnn_torch.errors import UserError
 from cnn_torch.evaluation import predict, probabilities
 from cnn_torch.machinery.terminal import fitted_path
-from cnn_torch.platform.device import resolve_device
+from cnn_torch.platform.device import PrecisionWarning, resolve_device
 from cnn_torch.plots import save_figure
 from cnn_torch.sources.image_files import load_images, to_model_input
 
@@ -79,8 +80,13 @@ def predict_files(args: argparse.Namespace) -> int:
     images = load_images(args.images, (height, width), channels, **aspect, jpeg_decoder=jpeg_decoder)
     inputs = to_model_input(images, checkpoint["normalisation"])
 
-    # 3. Keras's model.predict; softmax turns the logits into probabilities
-    class_probabilities = probabilities(predict(model.to(resolve_device(args.device)), inputs))
+    # 3. Keras's model.predict, in the run's precision (run.json; fp32 if it recorded none);
+    # softmax turns the logits into probabilities
+    precision = trained.get("precision") or "fp32"
+    with warnings.catch_warnings():  # a few images: bf16 emulated on this CPU costs little, nothing to fix
+        warnings.simplefilter("ignore", PrecisionWarning)
+        logits = predict(model, inputs, device=resolve_device(args.device), precision=precision)
+    class_probabilities = probabilities(logits)
 
     results = []
     for path, row in zip(args.images, class_probabilities.tolist(), strict=True):

@@ -14,8 +14,12 @@ lesson's (``loss = loss_fn(logits, labels)``, then ``backward``)::
     loss_fn = L2Regularized(nn.CrossEntropyLoss(), model, l2=0.01)  # Keras: L2(0.01) on every Conv2D and Dense
 
 and since ``fit`` and ``evaluate`` report what ``loss_fn`` returns, ``loss`` and ``val_loss``
-include the penalty exactly where Keras's do. The sum is formed as Keras forms it: the
-compiled loss and each layer's penalty, stacked and summed in one go.
+include the penalty exactly where Keras's do. As a Keras model carries its layers' regularizers,
+the model carries the factor too: ``L2Regularized`` sets ``model.kernel_l2 = l2`` (a plain float,
+0.0 or absent for none), so ``evaluate(model, x, y)`` with the default loss still adds the
+penalty, and checkpoints keep it (``checkpoints.make_checkpoint``, ``model_from_checkpoint``).
+The sum is formed as Keras forms it: the compiled loss and each layer's penalty, stacked and
+summed in one go.
 
 Not the same as PyTorch's ``weight_decay``: ``torch.optim.SGD(..., weight_decay=wd)`` adds
 ``wd * w`` to every parameter's gradient, biases included (for plain SGD that is L2 with
@@ -57,6 +61,9 @@ class L2Regularized(nn.Module):
         self.kernels = regularized_kernels(model)
         if not self.kernels:
             raise UserError("the model has no trainable Conv2d or Linear kernel for L2 to regularise")
+        # Keras: the regularizer belongs to the model's layers, so evaluate counts it whatever loss it gets.
+        # A plain float attribute: no submodule, nothing in the state_dict (checkpoints write it apart)
+        model.kernel_l2 = self.l2
 
     def penalties(self) -> list[torch.Tensor]:
         """Each kernel's ``l2 * sum(kernel ** 2)``, as Keras's ``L2`` regularizer computes it."""

@@ -36,6 +36,21 @@ Keras every image goes through it in every epoch. Here, without augmentation, ea
 features are computed once and reused in later epochs (``DenseNet121Base.reuse_features``,
 the same numbers up to float rounding); with augmentation the images change every epoch, and
 every epoch pays the full price. The README gives the measured times.
+
+How the reuse stays correct. The features are looked up by the images' bytes (a hash of each
+image as the base receives it), and only on the CPU: on a GPU, reading the bytes would make every
+step wait for the GPU, and the base is fast there anyway, so every batch is computed. What the
+kept features depend on besides the pixels is checked at each step from metadata alone, and any
+change drops them all:
+
+- the base's weights: every parameter's and buffer's ``_version`` counter and data pointer
+  (``load_state_dict`` copies in place and so bumps them, and a post hook drops the features
+  too; ``.to()`` to another dtype gives new storage; a learner's ``weight.mul_(0)`` bumps them);
+  ``_apply`` and that hook list the tensors again, so a swapped one is seen too;
+- how they are computed: the batch's dtype, and autocast (bf16 features are not fp32's); and
+  the base frozen and in eval mode (unfrozen, nothing is kept).
+
+``fit``'s loop knows nothing of this: the lookup is the base's own business.
 """
 
 from __future__ import annotations
@@ -96,10 +111,12 @@ class DenseNet121Base(nn.Sequential):
     normalisation), and global max pooling: 1,024 numbers per image.
 
     ``reuse_features=True``: while the base is frozen, an image always gives the same 1,024
-    numbers, so each image's are computed once and looked up afterwards (by the image's bytes);
-    every epoch after the first then costs only the head. ``densenet121_transfer`` turns it on
-    when there is no augmentation (augmented images are new every time). The kept features
-    are not part of the state_dict; a learner who unfreezes the base turns the reuse off.
+    numbers, so on the CPU each image's are computed once and looked up afterwards by its bytes
+    (the module's docstring says what drops them); every epoch after the first then costs only
+    the head.
+    ``densenet121_transfer`` turns it on when there is no augmentation (augmented images are
+    new every time). The kept features are not part of the state_dict; a learner who
+    unfreezes the base turns the reuse off.
     """
 
     def __init__(self, weights: str | None = "imagenet", reuse_features: bool = False) -> None:
@@ -113,14 +130,39 @@ class DenseNet121Base(nn.Sequential):
             nn.AdaptiveMaxPool2d(1),   # pooling='max': GlobalMaxPooling2D
         )
         self.reuse_features = reuse_features
-        self._features: dict[bytes, torch.Tensor] = {}  # image bytes -> its features
+        self._features: dict[bytes, torch.Tensor] = {}  # an image's bytes (hashed) -> its features
+        self._computed_with: tuple | None = None  # the weights' versions and the dtype they were computed with
+        # its parameters and buffers, listed once: reading their counters then costs 0.15 ms a step, not 1.3
+        self._tensors: list[torch.Tensor] | None = None
+        self.register_load_state_dict_post_hook(_forget_after_load)  # assign=True swaps the tensors too
+
+    def forget_features(self) -> None:
+        """Drop every kept feature (and the list of weights they were computed with)."""
+        self._features.clear()
+        self._tensors = None
+
+    def _apply(self, fn, recurse=True):
+        # .to(), .cuda(), .half() may give the buffers new tensors: list them again. The features kept
+        # go only if the weights did change (new storage, seen at the next step): evaluate's
+        # model.to(device) on the model's own device changes nothing, and keeps them
+        self._tensors = None
+        return super()._apply(fn, recurse)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        frozen = not self.training and not any(p.requires_grad for p in self.parameters())
-        if not (self.reuse_features and frozen):
-            self._features.clear()  # computed by other weights, or for another mode: never reused
+        if not self.reuse_features or images.device.type != "cpu":  # on a GPU: computed every time (no sync)
             return self._network(images)
-        keys = [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in images.detach().cpu()]
+        if self._tensors is None:
+            self._tensors = [*self.parameters(), *self.buffers()]
+        if self.training or any(t.requires_grad for t in self._tensors):
+            self._features.clear()  # unfrozen, or for another mode: computed by other weights, never reused
+            return self._network(images)
+        # the weights (load_state_dict, an in-place edit) and how the features are computed: any change drops them
+        computed_with = ([(t._version, t.data_ptr()) for t in self._tensors], images.dtype,
+                         torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))  # fmt: skip
+        if computed_with != self._computed_with:
+            self._features.clear()
+            self._computed_with = computed_with
+        keys = [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in images.detach()]
         new = [i for i, key in enumerate(keys) if key not in self._features]
         if new:
             for i, features in zip(new, self._network(images[new]), strict=True):
@@ -134,6 +176,11 @@ class DenseNet121Base(nn.Sequential):
         if images.device.type == "cpu" and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         return super().forward(images)
+
+
+def _forget_after_load(module: DenseNet121Base, incompatible_keys) -> None:
+    """``load_state_dict``'s post hook: the features kept were computed by the weights before."""
+    module.forget_features()
 
 
 class TransferModel(LessonModel):
@@ -188,4 +235,4 @@ def densenet121_transfer(
 
 
 PRETRAINED = {"densenet121_transfer": densenet121_transfer}
-__all__ = ["PRETRAINED", "DenseNet121Base", "ResizeWithPad", "TransferModel", "densenet121_transfer"]
+__all__ = ["PRETRAINED", "DenseNet121Base", "ResizeWithPad", "TransferModel", "densenet121_transfer", "from_source"]
