@@ -11,8 +11,9 @@ on. Both models are scored on it after every epoch (``fit``'s validation, in the
 precision); the bf16 model is scored once more in fp32 at the end, which tells a loss from
 training in bf16 apart from one in predicting in bf16.
 
-The last line is the verdict: the gap in percentage points, and whether it is within ``--max-gap``
-(issue 28: 1.5 points after 10 epochs). The exit status is 1 when it is not.
+The last line is the verdict: the gap in percentage points (fp32 minus bf16), and whether bf16
+loses at most ``--max-gap`` points (issue 28: 1.5 after 10 epochs; a bf16 run ahead of fp32 passes).
+The exit status is 1 when it loses more.
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{precision}   " + "  ".join(f"{accuracy:6.4f}" for accuracy in accuracies) + f"   ({seconds:.0f} s)")
     print(f"held-out accuracy after {args.epochs} epochs: fp32 {100 * fp32:.2f}%, bf16 {100 * bf16:.2f}% "
           f"(the bf16-trained model predicting in fp32: {100 * bf16_in_fp32:.2f}%)")  # fmt: skip
-    within = gap <= args.max_gap
-    print(f"gap: {gap:+.2f} points (fp32 - bf16), {'within' if within else 'NOT within'} {args.max_gap} points")
+    within = gap <= args.max_gap  # one-sided: bf16 ahead of fp32 is no loss (two runs differ by a point or two anyway)
+    verdict = f"bf16 loses at most {args.max_gap} points: {'yes' if within else 'NO'}"
+    print(f"gap: {gap:+.2f} points (fp32 - bf16; negative: bf16 ahead); {verdict}")
     return 0 if within else 1
 
 
