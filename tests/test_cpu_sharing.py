@@ -7,6 +7,7 @@ and never changes. Nothing here is timed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -91,11 +92,12 @@ def test_a_neighbour_changes_the_speed_never_the_numbers(tmp_path):
     assert sum(run["waited"] for run in together) > 0  # they did run at the same time, in turns
 
 @pytest.mark.subprocess
-
-def test_fit_takes_a_turn_for_each_step_and_each_validation_batch(tmp_path, monkeypatch):
+def test_fit_asks_for_the_turn_at_each_step_and_each_validation_batch(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_TORCH_RUNNING", str(tmp_path))
     monkeypatch.delenv("CNN_TORCH_SHARE_CORES", raising=False)
-    taken = []
+    asked, taken = [], []
+    monkeypatch.setattr(cpu_sharing.Turns, "hand_over", lambda self, _hand_over=cpu_sharing.Turns.hand_over: (
+        asked.append(self.held), _hand_over(self)))  # fmt: skip
     monkeypatch.setattr(cpu_sharing.Turns, "take", lambda self, _take=cpu_sharing.Turns.take: (
         taken.append(self.held), _take(self)))  # fmt: skip
     model = cifar_model_small()
@@ -104,7 +106,8 @@ def test_fit_takes_a_turn_for_each_step_and_each_validation_batch(tmp_path, monk
     labels = torch.arange(100) % 10
     fit(model, torch.nn.CrossEntropyLoss(), optimizer, images, labels, epochs=1, batch_size=20,
         validation_split=0.2, validation_batch_size=10, verbose=0, device="cpu")  # fmt: skip
-    assert taken.count(False) == 4 + 2  # 80 images in steps of 20, then 20 to validate in 10s
+    assert len(asked) == 4 + 2  # 80 images in steps of 20, then 20 to validate in 10s
+    assert taken == [False]  # alone: taken at the first step, kept to the end
     # given back after fit: another process takes the step lock at once
     probe = "import fcntl, os, sys; fcntl.flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)"
     subprocess.run([sys.executable, "-c", probe, str(tmp_path / "step.lock")], check=True, timeout=60)
@@ -148,6 +151,44 @@ def test_turns_alternate(tmp_path):
     assert order.count("first") == 50 and order.count("second") >= 40
 
 
+@pytest.mark.skipif(os.name != "posix", reason="trainings take turns through flock (POSIX)")
+def test_hand_over_keeps_the_turn_alone_and_gives_it_to_a_waiter(tmp_path, monkeypatch):
+    """fit's hook calls hand_over() at each step's start: alone, the turn is kept; with another
+    training waiting, it passes once the turn has lasted TURN_SECONDS, so both go on, a few steps each."""
+    monkeypatch.setattr(cpu_sharing, "TURN_SECONDS", 0.03)
+    order, stop = [], threading.Event()
+    first = cpu_sharing.Turns(tmp_path)
+    for _ in range(5):  # alone: one turn, kept
+        first.hand_over()
+        time.sleep(0.01)
+    assert first.taken == 1 and first.waited == 0
+
+    def train(name: str):
+        turns = cpu_sharing.Turns(tmp_path)
+        try:
+            while not stop.is_set():
+                turns.hand_over()
+                order.append(name)
+                time.sleep(0.01)  # a step
+        finally:
+            turns.close()
+
+    worker = threading.Thread(target=train, args=("second",))
+    worker.start()
+    try:
+        for _ in range(60):
+            first.hand_over()
+            order.append("first")
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        first.close()
+        worker.join(timeout=60)
+    runs = [len(list(group)) for _, group in itertools.groupby(order)]
+    assert order.count("second") >= 30  # neither starves
+    assert max(runs[1:-1]) <= 8  # a turn: 0.03 s of 0.01 s steps (and a busy machine's delays), never all
+
+
 def _free(descriptor: int) -> bool:
     import fcntl
 
@@ -161,15 +202,14 @@ def _free(descriptor: int) -> bool:
 
 def test_off_and_on_gpu_nothing_is_taken(tmp_path, monkeypatch):
     monkeypatch.setenv("CNN_TORCH_RUNNING", str(tmp_path))
-    optimizer = torch.optim.SGD(cifar_model_small().parameters(), lr=0.1)
     model = cifar_model_small()
-    with cpu_sharing.sharing_cpu_cores(model, optimizer, torch.device("meta")) as turns:
+    with cpu_sharing.sharing_cpu_cores(model, torch.device("meta")) as turns:
         assert turns is None
     monkeypatch.setenv("CNN_TORCH_SHARE_CORES", "0")
-    with cpu_sharing.sharing_cpu_cores(model, optimizer, torch.device("cpu")) as turns:
+    with cpu_sharing.sharing_cpu_cores(model, torch.device("cpu")) as turns:
         assert turns is None
     monkeypatch.delenv("CNN_TORCH_SHARE_CORES")
-    with cpu_sharing.sharing_cpu_cores(model, optimizer, torch.device("cpu")) as turns:
+    with cpu_sharing.sharing_cpu_cores(model, torch.device("cpu")) as turns:
         assert turns is not None and not turns.held
 
 

@@ -7,17 +7,24 @@ test suite beside a run) wants the same cores, each process's spinning threads t
 the other needs, and both slow down far more than sharing fairly would (measured on a 2-core
 AMD EPYC: 5.3x each instead of 2x; docs/speed.md, "Two trainings at once").
 
-So CPU trainings take turns: a machine-wide lock (``flock`` on a file in a per-user folder) is
-held for each whole step, forward, backward and optimizer step, and for each validation batch.
-Two trainings alternate whole steps, each with all of its threads. The other's threads must not
-spin meanwhile: after an operation, an OpenMP thread spins a while before it sleeps (GNU libgomp:
-300,000 turns of a loop, milliseconds, as long as a step), and a spinning thread takes a core the
-running step's threads wait for. So a training that finds the other in its step, or gives the turn
-to one that waits, first ends its idle OpenMP threads (``omp_pause_resource_all``, OpenMP 5); its
-next operation starts them again. Measured on a 2-core AMD EPYC without that: each of two
-trainings 5x its time alone, taking turns or not; ``OMP_WAIT_POLICY=PASSIVE`` (threads never spin)
-would do it too, but only if set before torch is imported, and it slows a training alone. The lock is taken in a forward pre-hook on the model and given back in an
-optimizer step post-hook (a validation batch: in a forward hook): nothing in ``fit``'s loop.
+So CPU trainings take turns. A machine-wide lock (``flock`` on a file in a per-user folder) is
+the turn: a training takes it at the start of a step (a forward pre-hook on the model: nothing in
+``fit``'s loop) and keeps it, step after step, while no other training waits. When another waits
+and the turn has lasted ``TURN_SECONDS`` (a few steps), the next step's start hands it over. Three
+things make a hand-over cheap, each measured on a 2-core AMD EPYC (docs/speed.md):
+
+- the turn covers whole steps and what lies between them (the metrics, the next batch's
+  gathering), so nothing of the waiting training runs beside the other's step;
+- the training that gives the turn, and the one that finds it taken, first ends its idle OpenMP
+  threads (``omp_pause_resource_all``, OpenMP 5): after an operation an OpenMP thread spins a
+  while before it sleeps (GNU libgomp: 300,000 turns of a loop, milliseconds), and a spinning
+  thread takes a core the running step's threads wait for. Without it each of two trainings
+  took 4-5x its time alone, turns or not. (``OMP_WAIT_POLICY=PASSIVE`` would keep threads from
+  spinning too, but only if set before torch is imported, and it slows a training alone.)
+- when its turn comes, a training starts its threads again on the cores its main thread is not
+  on (:func:`start_threads_apart`): the kernel puts a new thread on its creator's core and moves
+  it only milliseconds later, while a step's threads wait for each other after every operation.
+  Without it one turn in five took 3x as long.
 
 The thread count is never changed: another thread count splits a sum in another order, so a run
 whose threads changed because a neighbour ran would differ from the same seed run alone in the
@@ -41,12 +48,18 @@ import ctypes
 import functools
 import os
 import re
+import time
 import tempfile
 from pathlib import Path
 
 import torch
 
 from cnn_torch.platform import distributed
+
+# a turn lasts at least this long (then ends at the next step's start if another training waits): a
+# hand-over costs about a millisecond (threads ended, started again, cold caches), a step of the
+# lesson's model 10-15 ms on 2 cores
+TURN_SECONDS = 0.04
 
 try:
     import fcntl
@@ -67,6 +80,7 @@ class Turns:
         self._step = os.open(folder / "step.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._waiting = os.open(folder / "waiting.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self.held = False
+        self.since = 0.0  # when this turn began (time.monotonic)
         self.taken = self.waited = 0  # how many turns, and how many of them after waiting for another
 
     def take(self) -> None:
@@ -82,8 +96,27 @@ class Turns:
             finally:
                 fcntl.flock(self._waiting, fcntl.LOCK_UN)
             self.waited += 1
+            start_threads_apart()
         self.held = True
         self.taken += 1
+        self.since = time.monotonic()
+
+    def hand_over(self) -> None:
+        """At the start of a step: take the turn if not held; if held and another training waits,
+        give it the turn and wait for ours again; if none waits, keep it (alone, the only cost:
+        two system calls a step)."""
+        if not self.held:
+            return self.take()
+        if time.monotonic() - self.since < TURN_SECONDS:  # a turn is a few steps: each hand-over costs
+            return
+        try:
+            fcntl.flock(self._waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another training waits: its turn, then ours again
+            stop_spinning()  # before it wakes: our threads must be gone when its step starts
+            self.give_back()
+            self.take()
+            return
+        fcntl.flock(self._waiting, fcntl.LOCK_UN)
 
     def give_back(self) -> None:
         if not self.held:
@@ -104,10 +137,11 @@ class Turns:
 
 
 @contextlib.contextmanager
-def sharing_cpu_cores(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
-    """While ``fit`` trains on the CPU: take the machine-wide turn for each training step and each
-    validation batch (hooks on the model and the optimizer), so that trainings beside it alternate
-    steps. The thread count is left as it is. Yields the :class:`Turns` (``None`` when not sharing)."""
+def sharing_cpu_cores(model: torch.nn.Module, device: torch.device):
+    """While ``fit`` trains on the CPU: take the machine-wide turn at the start of each training step
+    and validation batch (a forward pre-hook on the model), and hand it over there when another
+    training waits, so trainings beside it alternate a few steps at a time. The thread count is
+    left as it is. Yields the :class:`Turns` (``None`` when not sharing)."""
     if (device.type != "cpu" or fcntl is None or os.environ.get("CNN_TORCH_SHARE_CORES") == "0"
             or distributed.rank_and_world_size()[1] > 1):  # fmt: skip
         yield None
@@ -118,24 +152,37 @@ def sharing_cpu_cores(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         yield None
         return
 
-    def before_forward(module, args):
-        turns.take()
+    def before_forward(module, args):  # a training step or a validation batch begins
+        turns.hand_over()
 
-    def after_forward(module, args, output):
-        if not module.training:  # a validation batch is one forward: its turn ends with it
-            turns.give_back()
-
-    def after_step(*_):
-        turns.give_back()
-
-    handles = [model.register_forward_pre_hook(before_forward), model.register_forward_hook(after_forward),
-               optimizer.register_step_post_hook(after_step)]  # fmt: skip
+    handles = [model.register_forward_pre_hook(before_forward)]
     try:
         yield turns
     finally:
         for handle in handles:
             handle.remove()
         turns.close()
+
+
+def start_threads_apart() -> None:
+    """Start this process's OpenMP threads now, each on a core other than the one this thread runs
+    on. A new thread starts on its creator's core, and the kernel moves it to a free one only
+    milliseconds later; meanwhile a step's threads, which wait for each other after every
+    operation, share one core (measured on the 2-core AMD EPYC: one turn in five took 3x as long).
+    The threads end at the next turn's end (:func:`stop_spinning`), and their placement with them."""
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        return
+    cores = os.sched_getaffinity(0)
+    threads = torch.get_num_threads()
+    if len(cores) < 2 or threads < 2:
+        return
+    before = set(os.listdir("/proc/self/task"))
+    torch.ones(32768 * threads).mul_(2)  # one block of work per thread (PyTorch's grain): all of them start
+    with open("/proc/thread-self/stat") as stat:
+        core = int(stat.read().rsplit(")", 1)[1].split()[36])  # the core this thread last ran on
+    for thread in set(os.listdir("/proc/self/task")) - before:
+        with contextlib.suppress(OSError):  # it ended meanwhile, or the cores are not ours to choose
+            os.sched_setaffinity(int(thread), (cores - {core}) or cores)
 
 
 def stop_spinning() -> None:

@@ -6,8 +6,8 @@
   ``breakpoint()`` opens a pdb that leaves Ctrl-C alone, and its ``q`` stops training the same way.
 - ``break_at=(epoch, batch)``: the debugger after that batch's loss, through hooks (:mod:`.break_at`).
 - ``fit(trace=True)``: the first batch narrated step by step, through hooks (:mod:`.first_batch_trace`).
-- CPU: trainings on one machine take turns, step by step, each with all its threads (hooks on the
-  model and the optimizer, :mod:`.cpu_sharing`; the thread count never changes), and glibc's malloc
+- CPU: trainings on one machine take turns, a few steps each, each with all its threads (a hook on
+  the model, :mod:`.cpu_sharing`; the thread count never changes), and glibc's malloc
   keeps freed activations for the next step (``keep_freed_memory``; a process setting that stays, as
   it helps every later step too).
 
@@ -44,7 +44,7 @@ def training_session(model: nn.Module, loss_fn: nn.Module, optimizer: torch.opti
     keep_freed_memory(device)  # CPU: reuse freed activations instead of page-faulting each step (+35%)
     with (
         stop_on_sigint(model.history) as stop_requested,
-        sharing_cpu_cores(model, optimizer, device),
+        sharing_cpu_cores(model, device),
         breaking_at(break_at, model, loss_fn, first_epoch, steps),
     ):
         yield stop_requested
