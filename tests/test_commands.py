@@ -101,8 +101,9 @@ def help_entries(module, capsys) -> dict[str, str]:
     return {entry.split()[0]: " ".join(entry.split()) for entry in entries}
 
 
-# Flags whose default says where the script's own files are (a run's folder, a comparison's).
-DEFAULT_IS_THE_SCRIPTS = {"--out", "--resume", "--fig-dir", "--monitor", "--augment"}
+# Flags whose default is the script's own: where its files are (a run's folder, a comparison's), or,
+# for evaluate's --limit, the evaluated run's own --limit.
+DEFAULT_IS_THE_SCRIPTS = {"--out", "--resume", "--fig-dir", "--monitor", "--augment", "--limit"}
 
 
 def test_a_flag_reads_the_same_in_every_script_that_takes_it(capsys):
