@@ -51,8 +51,9 @@ def train(data, precision: str, epochs: int, seed: int) -> tuple[object, list[fl
     start = time.perf_counter()
 
     def report(epoch: int, logs: dict) -> None:
+        seconds = time.perf_counter() - start
         print(f"  {precision} epoch {epoch + 1:2d}/{epochs}: loss {logs['loss']:.4f}, "
-              f"held-out accuracy {logs['val_accuracy']:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
+              f"held-out accuracy {logs['val_accuracy']:.4f} ({seconds:.0f} s)", flush=True)  # fmt: skip
 
     history = fit(model, torch.nn.CrossEntropyLoss(), optimizer, data.train_images, data.train_labels,
                   validation_data=(data.val_images, data.val_labels), epochs=epochs, batch_size=32, seed=seed,

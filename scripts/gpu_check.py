@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import statistics
 import sys
@@ -40,7 +41,7 @@ def one_epoch(model, images, labels, val, device, precision="fp32", batch_size=3
     history = fit(model, torch.nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), eps=1e-7), images, labels,
                   epochs=epochs, batch_size=batch_size, validation_data=val, seed=0, verbose=0, device=device,
                   precision=precision, on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))  # fmt: skip
-    return history.history, [b - a for a, b in zip(ends, ends[1:])]
+    return history.history, [b - a for a, b in itertools.pairwise(ends)]
 
 
 def main(argv=None) -> int:

@@ -235,4 +235,4 @@ def densenet121_transfer(
 
 
 PRETRAINED = {"densenet121_transfer": densenet121_transfer}
-__all__ = ["PRETRAINED", "DenseNet121Base", "ResizeWithPad", "TransferModel", "densenet121_transfer", "from_source"]
+__all__ = ["PRETRAINED", "DenseNet121Base", "ResizeWithPad", "TransferModel", "densenet121_transfer"]

@@ -48,8 +48,8 @@ import ctypes
 import functools
 import os
 import re
-import time
 import tempfile
+import time
 from pathlib import Path
 
 import torch
