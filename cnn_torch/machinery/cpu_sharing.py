@@ -126,7 +126,6 @@ class Turns:
         try:  # nobody waits: go on at once (alone, this is the only cost: two system calls)
             fcntl.flock(self._waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # someone waits: let it take the step before asking again
-            stop_spinning()
             fcntl.flock(self._waiting, fcntl.LOCK_EX)
         fcntl.flock(self._waiting, fcntl.LOCK_UN)
 
