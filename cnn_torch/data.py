@@ -38,8 +38,8 @@ from cnn_torch.sources.image_folder import (
 )
 from cnn_torch.sources.lesson_data import (
     LessonData,
+    check_class_names,
     limit_per_class,
-    repeated_classes,
     select_classes,
     split_validation,
     to_float,
@@ -128,9 +128,7 @@ def load_data(
     decoder) or with PIL's accurate decoder ("accurate"), a few levels apart.
     """
     dataset = resolve_dataset(dataset, data_dir)
-    repeated = repeated_classes(class_names)
-    if repeated:  # checked for every source: a folder would be read twice, under two labels
-        raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
+    check_class_names(class_names)  # for every source: a folder would be read twice, under two labels
     if limit is not None and limit <= 0:
         raise UserError(f"--limit must be a positive number of images, got {limit}")
     image_size = (int(image_size[0]), int(image_size[1]))

@@ -236,8 +236,7 @@ class _EpochEnd:
         self.recorder, self.record, self.run_dir = recorder, record, run_dir
         self.best = Improvement(monitor)
         self.best_state = None
-        for row, epoch in enumerate(history.epoch):  # a resumed run: its best so far is in the history
-            logs = {key: values[row] for key, values in history.history.items()}
+        for epoch, logs in runs.epoch_logs(history):  # a resumed run: its best so far is in the history
             if monitor in logs:
                 self.best.update(epoch, logs)
         self.started = time.perf_counter()

@@ -500,9 +500,7 @@ def print_run_start(record: dict, model, optimizer: torch.optim.Optimizer, run_d
 def model_holds(model) -> str:
     """What the model holds beyond the lesson's plain architecture, from its ``model_kwargs``:
     ``" + batch normalisation, augmentation: flip, rotation=0.1"`` ("" for the plain model)."""
-    inner = getattr(model, "module", model)  # [torchrun] DistributedDataParallel's model
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile's
-    kwargs = getattr(inner, "model_kwargs", None) or {}
+    kwargs = getattr(model, "model_kwargs", None) or {}
     parts = []
     if kwargs.get("batch_norm"):
         parts.append("batch normalisation")

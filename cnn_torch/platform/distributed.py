@@ -79,6 +79,7 @@ class RankShareLoss(torch.nn.Module):
         super().__init__()
         self.loss_fn, self.num_samples, self.batch_size = loss_fn, num_samples, batch_size
         self.steps, self.batches = -(-num_samples // batch_size), 0
+        self.rank, self.world_size = rank_and_world_size()  # fixed for the whole fit
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss = self.loss_fn(logits, labels)
@@ -86,7 +87,7 @@ class RankShareLoss(torch.nn.Module):
             return loss
         step, self.batches = self.batches % self.steps, self.batches + 1
         global_size = min(self.batch_size, self.num_samples - step * self.batch_size)
-        rank, world_size = rank_and_world_size()
+        rank, world_size = self.rank, self.world_size
         if len(labels) != global_size // world_size + (rank < global_size % world_size):  # local_share's size
             raise RuntimeError(f"rank {rank}: {len(labels)} samples are not its share of batch {step + 1}")
         if not len(labels):  # the mean of nothing is NaN: a zero loss instead, still joined to the graph

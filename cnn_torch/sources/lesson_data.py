@@ -107,9 +107,7 @@ def select_classes(data: LessonData, class_names: list[str] | None) -> LessonDat
             f"{', '.join(unknown)} {'is not a class' if len(unknown) == 1 else 'are not classes'} of this data:"
             f" choose from {' '.join(data.class_names)}"
         )
-    repeated = repeated_classes(class_names)
-    if repeated:
-        raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
+    check_class_names(class_names)
     # old label -> new label, -1 for the classes left out
     relabel = torch.full((data.num_classes,), -1, dtype=torch.int64)
     for new, name in enumerate(class_names):
@@ -192,3 +190,10 @@ def repeated_classes(class_names: list[str] | None) -> list[str]:
     """The names a class list gives more than once, sorted: each must be named once, or one
     folder would be read under two labels."""
     return sorted({name for name in class_names or [] if class_names.count(name) > 1})
+
+
+def check_class_names(class_names: list[str] | None) -> None:
+    """Refuse a class list that names a class more than once, in one line naming the fix."""
+    repeated = repeated_classes(class_names)
+    if repeated:
+        raise UserError(f"--classes names {', '.join(repeated)} more than once: name each class once")
