@@ -31,8 +31,10 @@ instruction sets), both systems' epoch times and their ratio (with ``cnn-torch-b
 DenseNet base when they ran too).
 
 ``--probes`` times the pieces of ``fit``'s fast path one at a time instead: its training pass
-written out with each speed-up on or off (plain NCHW batches and glibc's default malloc, then
-reused memory, channels-last batches, both, both with fused or foreach Adam), and ``evaluate``
+written out with each speed-up on or off (plain NCHW batches, glibc's default malloc and the
+layers run as written, then reused memory, channels-last batches, pooling before ReLU as
+``LessonModel.forward`` does, memory and layout together, with fused or foreach Adam, and all
+of them: fit's), and ``evaluate``
 at several validation batch sizes. That is where BENCHMARKS.md's per-optimisation gains come from.
 
 The images are decoded once (cnn_torch's cache) and handed to the systems as ``.npy`` files.
@@ -60,14 +62,17 @@ SYSTEMS = ("cnn-torch", "cnn-torch-uint8", "cnn-torch-bf16", "keras-torch", "ker
 DENSENET_SYSTEMS = ("cnn-torch-densenet", "cnn-torch-densenet-bf16", "keras-tensorflow-densenet")
 KERAS_BACKENDS = {"keras-torch": "torch", "keras-tensorflow": "tensorflow", "keras-tensorflow-densenet": "tensorflow"}
 DENSENET_BATCHES = 4  # timed batches of 32 per run, after one untimed
-# --probes: fit's training pass with each speed-up on or off: (reuse memory, channels-last, Adam option)
+# --probes: fit's training pass with each speed-up on or off:
+# (reuse memory, channels-last, Adam option, pooling before ReLU as LessonModel.forward runs it)
 LOOP_PROBES = {
-    "loop-plain": (False, False, None),
-    "loop-reuse-memory": (True, False, None),
-    "loop-channels-last": (False, True, None),
-    "loop-both": (True, True, None),
-    "loop-both-fused-adam": (True, True, "fused"),
-    "loop-both-foreach-adam": (True, True, "foreach"),
+    "loop-plain": (False, False, None, False),
+    "loop-reuse-memory": (True, False, None, False),
+    "loop-channels-last": (False, True, None, False),
+    "loop-pooling-first": (False, False, None, True),
+    "loop-both": (True, True, None, False),
+    "loop-both-fused-adam": (True, True, "fused", False),
+    "loop-both-foreach-adam": (True, True, "foreach", False),
+    "loop-all": (True, True, None, True),  # what fit runs
 }
 VAL_PROBES = {"val-batch-32": 32, "val-batch-128": 128, "val-batch-256": 256, "val-batch-1024": 1024}
 
@@ -559,7 +564,8 @@ def worker_probe(args, arrays, info) -> dict:
         evaluate(model, val_images, val_labels, batch_size=batch_size, verbose=0)
         return {"val_images_per_second": len(val_labels) / (time.perf_counter() - start)}
 
-    reuse_memory, channels_last, adam_option = LOOP_PROBES[args.worker]
+    reuse_memory, channels_last, adam_option, pooling_first = LOOP_PROBES[args.worker]
+    forward = model if pooling_first else torch.nn.Sequential(*model)  # the layers one by one, as written
     if reuse_memory:
         keep_freed_memory()
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -575,7 +581,7 @@ def worker_probe(args, arrays, info) -> dict:
         for batch_indices in order.split(args.batch_size):
             images = train_images[batch_indices].to(torch.float32, memory_format=layout).div_(255.0)
             labels = train_labels[batch_indices]
-            logits = model(images)
+            logits = forward(images)
             loss = loss_fn(logits, labels)
             optimizer.zero_grad()
             loss.backward()

@@ -253,3 +253,61 @@ def test_param_counts_match_keras():
 def test_bad_num_classes_raises(bad):
     with pytest.raises(UserError, match="num_classes"):
         cifar_model(num_classes=bad)
+
+
+def tricky_images() -> torch.Tensor:
+    """Images whose pooling windows hold ties, zeros and only negative values, channels-last as fit hands them."""
+    images = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    images[0] = 0.0  # every window all zeros
+    images[1, :, :8, :8] = -1.0  # windows of equal negative values
+    images[2, :, 8:16, 8:16] = 0.5  # windows of equal positive values
+    images[3] = -images[3].abs()  # mostly negative
+    return images.contiguous(memory_format=torch.channels_last).requires_grad_()
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_pooling_before_relu_gives_nn_sequentials_numbers_bit_for_bit(name, precision):
+    model = build_model(name)
+    written_order = nn.Sequential(*model)  # the same layers, run one by one as written
+    results = []
+    for runner in (model, written_order):
+        images = tricky_images()
+        torch.manual_seed(0)  # model_dropout's Dropout draws the same mask for both
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = runner(images)
+        # a loss whose gradient differs per logit, so every path back is exercised
+        weights = torch.linspace(-1, 1, logits.numel()).view_as(logits)
+        gradients = torch.autograd.grad((logits.float() * weights).sum(), [images, *model.parameters()])
+        results.append((logits, gradients))
+    (logits, gradients), (expected_logits, expected_gradients) = results
+    assert torch.equal(logits, expected_logits)
+    assert len(gradients) == len(expected_gradients)
+    for got, expected in zip(gradients, expected_gradients):
+        assert torch.equal(got, expected)
+
+
+def test_pooling_first_only_for_an_unwatched_relu_then_maxpool():
+    from cnn_torch.keras_rules.layers import pooling_first_is_exact
+
+    model = cifar_model_small()
+    relu, pool = model[1], model[2]
+    assert pooling_first_is_exact(relu, pool)
+    assert not pooling_first_is_exact(pool, relu)
+    assert not pooling_first_is_exact(nn.Sigmoid(), pool)  # only ReLU keeps a window's argmax exact
+    assert not pooling_first_is_exact(relu, nn.MaxPool2d(2, padding=1))
+    assert not pooling_first_is_exact(relu, nn.MaxPool2d(2, return_indices=True))
+    seen = []
+    handle = relu.register_forward_hook(lambda module, inputs, output: seen.append(tuple(output.shape)))
+    try:
+        assert not pooling_first_is_exact(relu, pool)
+        model(torch.rand(2, 3, 32, 32))
+    finally:
+        handle.remove()
+    assert seen == [(2, 50, 30, 30)]  # a hook on the ReLU sees the convolution's full output, as written
+    global_handle = nn.modules.module.register_module_forward_hook(lambda module, inputs, output: None)
+    try:
+        assert not pooling_first_is_exact(relu, pool)
+    finally:
+        global_handle.remove()
+    assert pooling_first_is_exact(relu, pool)
