@@ -282,8 +282,7 @@ def test_pooling_before_relu_gives_nn_sequentials_numbers_bit_for_bit(name, prec
         results.append((logits, gradients))
     (logits, gradients), (expected_logits, expected_gradients) = results
     assert torch.equal(logits, expected_logits)
-    assert len(gradients) == len(expected_gradients)
-    for got, expected in zip(gradients, expected_gradients):
+    for got, expected in zip(gradients, expected_gradients, strict=True):
         assert torch.equal(got, expected)
 
 
