@@ -11,6 +11,9 @@ Differences from Keras, on purpose:
 * Models return logits (no softmax); ``nn.CrossEntropyLoss`` applies the softmax.
 * The flatten size comes from one zero image of ``input_shape`` run through the conv part,
   so other image sizes work (Keras infers it as it builds).
+* A ReLU followed by a MaxPool2d runs as the pooling, then the ReLU (``LessonModel.forward``):
+  the outputs and gradients are the same bit for bit, and the ReLU touches a quarter of the
+  values. Stepping into ``model(images)`` in a debugger shows it; a hook on either layer turns it off.
 
 ``init="keras"`` (the default) copies Keras's default initialisation:
 glorot-uniform weights and zero biases. ``init="torch"`` keeps PyTorch's own.

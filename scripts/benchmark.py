@@ -19,6 +19,9 @@ run in turn, ``--repeats`` times over, so a slow moment of the machine touches t
   interpreter (e.g. a venv that has TensorFlow).
 - ``torch-dataloader``: the usual tutorial loop, ``DataLoader(TensorDataset(...))`` with
   per-sample collation and a ``loss.item()`` every step.
+- ``cnn-torch-written-order``, ``cnn-torch-bf16-written-order`` (not run unless named): ``fit`` with
+  the model's layers run as listed, each ReLU before its MaxPool2d (``nn.Sequential``'s forward,
+  as before ``LessonModel.forward`` pooled first): the same numbers, to time that shortcut.
 - ``cnn-torch-densenet``, ``cnn-torch-densenet-bf16``, ``keras-tensorflow-densenet`` (not run
   unless named): the transfer model's frozen DenseNet121 base (``include_top=False,
   pooling='max'``, resized to 160x160 inside), forward only, batch 32, in steady state: images
@@ -54,12 +57,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("cnn-torch", "cnn-torch-uint8", "cnn-torch-bf16", "keras-torch", "keras-tensorflow", "torch-dataloader")
 # the frozen DenseNet121 base's forward throughput (issue #28): only when named in --systems
 DENSENET_SYSTEMS = ("cnn-torch-densenet", "cnn-torch-densenet-bf16", "keras-tensorflow-densenet")
+# fit with the model's layers run as written, ReLU before MaxPool2d (the version before pooling-first): only when named
+WRITTEN_ORDER_SYSTEMS = ("cnn-torch-written-order", "cnn-torch-bf16-written-order")
 KERAS_BACKENDS = {"keras-torch": "torch", "keras-tensorflow": "tensorflow", "keras-tensorflow-densenet": "tensorflow"}
 DENSENET_BATCHES = 4  # timed batches of 32 per run, after one untimed
 # --probes: fit's training pass with each speed-up on or off:
@@ -124,9 +130,10 @@ def main(argv=None) -> int:
     if args.probes:
         systems = [*LOOP_PROBES, *VAL_PROBES]
     args.probes = all(name in LOOP_PROBES or name in VAL_PROBES for name in systems)  # --systems may pick probes
-    unknown = sorted(set(systems) - set(SYSTEMS) - set(DENSENET_SYSTEMS) - set(LOOP_PROBES) - set(VAL_PROBES))
+    known = {*SYSTEMS, *DENSENET_SYSTEMS, *WRITTEN_ORDER_SYSTEMS, *LOOP_PROBES, *VAL_PROBES}
+    unknown = sorted(set(systems) - known)
     if unknown:
-        choices = ", ".join(SYSTEMS + DENSENET_SYSTEMS)
+        choices = ", ".join(SYSTEMS + DENSENET_SYSTEMS + WRITTEN_ORDER_SYSTEMS)
         print(f"error: unknown system(s) {', '.join(unknown)}: choose from {choices}", file=sys.stderr)
         return 2
     interpreters = keras_interpreters(args.keras_python)
@@ -468,8 +475,9 @@ def run_worker(args) -> int:
         elif args.worker == "torch-dataloader":
             result = worker_dataloader(args, arrays, info)
         else:
-            precision = "bf16" if args.worker.endswith("bf16") else "fp32"
-            result = worker_cnn_torch(args, arrays, info, precision, uint8=args.worker.endswith("uint8"))
+            precision = "bf16" if "-bf16" in args.worker else "fp32"
+            result = worker_cnn_torch(args, arrays, info, precision, uint8=args.worker.endswith("uint8"),
+                                      written_order=args.worker in WRITTEN_ORDER_SYSTEMS)  # fmt: skip
         result["train_images_per_second"] = len(arrays["train_labels"]) * args.epochs / result["train_seconds"]
         result["val_images_per_second"] = len(arrays["val_labels"]) * args.epochs / result["val_seconds"]
         result["epoch_seconds"] = result["fit_seconds"] / args.epochs
@@ -493,8 +501,9 @@ def load_array(work_dir: Path, name: str):
     return np.load(work_dir / f"{name}.npy")
 
 
-def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) -> dict:
-    """cnn_torch.fit, fed the lesson's float32 ``/ 255.0`` arrays (or, ``uint8``, the raw pixels)."""
+def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False, written_order: bool = False) -> dict:
+    """cnn_torch.fit, fed the lesson's float32 ``/ 255.0`` arrays (or, ``uint8``, the raw pixels);
+    ``written_order``: the model runs nn.Sequential's own forward, its layers as written."""
     import torch
 
     from cnn_torch import evaluate, fit, models
@@ -509,6 +518,8 @@ def worker_cnn_torch(args, arrays, info, precision: str, uint8: bool = False) ->
         train_images, val_images = train_images.float() / 255.0, val_images.float() / 255.0
     torch.manual_seed(0)
     model = models.cifar_model_small(num_classes=info["classes"], input_shape=tuple(info["shape"]))
+    if written_order:  # ReLU, then MaxPool2d, as listed: the same numbers, the ReLU on four times the values
+        model.forward = types.MethodType(torch.nn.Sequential.forward, model)
     optimizer = optim.make_optimizer("adam", model.parameters())
     start, cpu_start = time.perf_counter(), cpu_seconds()
     history = fit(
