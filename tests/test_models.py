@@ -310,3 +310,29 @@ def test_pooling_first_only_for_an_unwatched_relu_then_maxpool():
     finally:
         global_handle.remove()
     assert pooling_first_is_exact(relu, pool)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fit_gives_the_same_history_as_with_the_layers_run_as_written(precision):
+    import types
+    import warnings
+
+    from cnn_torch import fit
+    from cnn_torch.data import make_shapes
+
+    shapes = make_shapes(96, n_test=0, seed=3)
+    images, labels = shapes.train_images, shapes.train_labels
+    histories, weights = [], []
+    for written_order in (False, True):
+        torch.manual_seed(0)
+        model = cifar_model_small(num_classes=len(shapes.class_names))
+        if written_order:  # nn.Sequential's own forward: each ReLU before its MaxPool2d
+            model.forward = types.MethodType(nn.Sequential.forward, model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # bf16 emulated on a CPU without it: slow, same numbers either way
+            history = fit(model, nn.CrossEntropyLoss(), "adam", images, labels, epochs=2, batch_size=32,
+                          validation_split=0.25, seed=0, verbose=0, device="cpu", precision=precision)  # fmt: skip
+        histories.append(history.history)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert histories[0] == histories[1]
+    assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))

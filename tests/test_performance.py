@@ -189,14 +189,47 @@ def test_benchmark_script_runs_and_prints_a_table(tmp_path):
     assert (tmp_path / "runs.json").is_file()
 
 
-@pytest.mark.subprocess
-def test_benchmark_probes_run_and_print_their_table():
+def small_benchmark(systems: str) -> subprocess.CompletedProcess:
+    """scripts/benchmark.py on 64 shapes images, one round of ``systems``; it must succeed."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--dataset", "shapes", "--limit", "64",
-         "--val-size", "32", "--repeats", "1", "--systems", "loop-plain,loop-both,val-batch-32"],
+         "--val-size", "32", "--repeats", "1", "--systems", systems],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.mark.subprocess
+def test_benchmark_probes_run_and_print_their_table():
+    result = small_benchmark("loop-plain,loop-both,val-batch-32")
     assert "| probe |" in result.stdout
     assert all(f"| {name} |" in result.stdout for name in ("loop-plain", "loop-both", "val-batch-32"))
     assert "failed" not in result.stdout
+
+
+@pytest.mark.subprocess
+def test_benchmark_times_fit_with_the_layers_as_written_beside_fit():
+    result = small_benchmark("cnn-torch,cnn-torch-written-order")
+    # the systems' table (8 columns; the ratio table has fewer): the same numbers either way,
+    # so the same validation accuracy
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| cnn-torch")]
+    accuracies = {cells[1].strip(): cells[6].strip() for cells in rows if len(cells) == 9}
+    assert set(accuracies) == {"cnn-torch", "cnn-torch-written-order"}
+    assert accuracies["cnn-torch"] == accuracies["cnn-torch-written-order"]
+
+
+@pytest.mark.subprocess
+def test_time_layers_times_each_layer_in_the_order_fit_runs_them():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "time_layers.py"), "--dataset", "shapes", "--limit", "96"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    forward = [line.split()[2] for line in result.stdout.splitlines() if line.strip().startswith("forward")]
+    # each max-pooling before its ReLU, as LessonModel.forward runs them; the dense ReLU stays
+    assert forward == ["Conv2d", "MaxPool2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU",
+                       "Flatten", "Linear", "ReLU", "Linear"]  # fmt: skip
+    backward = [line.split()[2] for line in result.stdout.splitlines() if line.strip().startswith("backward")]
+    assert backward == forward[::-1]  # every layer's backward timed, last layer first
+    assert "optimizer.step()" in result.stdout and "convolutions" in result.stdout

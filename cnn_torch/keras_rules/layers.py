@@ -135,7 +135,7 @@ class LessonModel(nn.Sequential):
         ReLU'd values is the ReLU of its largest value (ReLU keeps the order of values), and the
         gradient reaches the same pixel, or, where the window's largest value is <= 0, no pixel;
         so outputs and gradients are bit for bit ``nn.Sequential``'s, while the ReLU and its
-        gradient touch a quarter of the values (an epoch on a CPU: 8-17% faster, BENCHMARKS.md).
+        gradient touch a quarter of the values (on an AMD Zen 4 CPU, 2-10% off an epoch: BENCHMARKS.md).
         Layers with a hook of their own (feature maps, ``summary``) run in the written order, so
         each hook sees the tensor it expects.
         """
