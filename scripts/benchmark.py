@@ -37,7 +37,7 @@ DenseNet base when they ran too).
 written out with each speed-up on or off (plain NCHW batches, glibc's default malloc and the
 layers run as written, then reused memory, channels-last batches, pooling before ReLU as
 ``LessonModel.forward`` does, memory and layout together, with fused or foreach Adam, and all
-of them: fit's), and ``evaluate``
+of them: fit's; then fit's in bf16 autocast and under ``torch.compile``, named only), and ``evaluate``
 at several validation batch sizes. That is where BENCHMARKS.md's per-optimisation gains come from.
 
 The images are decoded once (cnn_torch's cache) and handed to the systems as ``.npy`` files.
@@ -80,6 +80,9 @@ LOOP_PROBES = {
     "loop-both-foreach-adam": (True, True, "foreach", False),
     "loop-all": (True, True, None, True),  # what fit runs
 }
+# fit's pass (loop-all) in bf16 autocast and under torch.compile (compiled in the untimed warm-up): only when named
+NAMED_PROBES = tuple(f"loop-all{suffix}" for suffix in ("-bf16", "-compiled", "-bf16-compiled"))
+LOOP_PROBES.update(dict.fromkeys(NAMED_PROBES, LOOP_PROBES["loop-all"]))
 VAL_PROBES = {"val-batch-32": 32, "val-batch-128": 128, "val-batch-256": 256, "val-batch-1024": 1024}
 
 
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
         return run_worker(args)
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
     if args.probes:
-        systems = [*LOOP_PROBES, *VAL_PROBES]
+        systems = [*(name for name in LOOP_PROBES if name not in NAMED_PROBES), *VAL_PROBES]
     args.probes = all(name in LOOP_PROBES or name in VAL_PROBES for name in systems)  # --systems may pick probes
     known = {*SYSTEMS, *DENSENET_SYSTEMS, *WRITTEN_ORDER_SYSTEMS, *LOOP_PROBES, *VAL_PROBES}
     unknown = sorted(set(systems) - known)
@@ -557,7 +560,7 @@ def worker_probe(args, arrays, info) -> dict:
 
     from cnn_torch import evaluate, models
     from cnn_torch.keras_rules import optim
-    from cnn_torch.platform.device import keep_freed_memory
+    from cnn_torch.platform.device import autocast, keep_freed_memory
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -577,6 +580,9 @@ def worker_probe(args, arrays, info) -> dict:
 
     reuse_memory, channels_last, adam_option, pooling_first = LOOP_PROBES[args.worker]
     forward = model if pooling_first else torch.nn.Sequential(*model)  # the layers one by one, as written
+    if args.worker.endswith("-compiled"):
+        forward = torch.compile(forward)
+    precision = "bf16" if "-bf16" in args.worker else "fp32"
     if reuse_memory:
         keep_freed_memory()
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -592,7 +598,8 @@ def worker_probe(args, arrays, info) -> dict:
         for batch_indices in order.split(args.batch_size):
             images = train_images[batch_indices].to(torch.float32, memory_format=layout).div_(255.0)
             labels = train_labels[batch_indices]
-            logits = forward(images)
+            with autocast(torch.device("cpu"), precision):
+                logits = forward(images).float()
             loss = loss_fn(logits, labels)
             optimizer.zero_grad()
             loss.backward()
@@ -602,7 +609,7 @@ def worker_probe(args, arrays, info) -> dict:
         loss_sum.item()
 
     order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(0))
-    train_pass(order[: 10 * args.batch_size])  # warm-up: oneDNN picks its kernels on the first calls
+    train_pass(order[: 10 * args.batch_size])  # warm-up: oneDNN picks its kernels (torch.compile compiles)
     start = time.perf_counter()
     train_pass(order)
     return {"train_images_per_second": len(train_labels) / (time.perf_counter() - start)}
