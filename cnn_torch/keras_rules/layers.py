@@ -4,7 +4,8 @@
   Keras's defaults and Keras's update of the moving statistics.
 - ``keras_init``: Keras's default initialisation, glorot-uniform kernels and zero biases.
 - ``ACTIVATIONS``: Keras's activation names as PyTorch modules.
-- ``LessonModel`` and ``check_args``: the ``nn.Sequential`` that remembers how it was built,
+- ``LessonModel`` and ``check_args``: the ``nn.Sequential`` that remembers how it was built
+  (and runs a ReLU after the max-pooling it precedes: the same numbers, less work),
   and the one check of the arguments every model builder takes (``models.py`` and
   ``transfer.py`` build with them).
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module  # where torch keeps the hooks registered for every module
 
 from cnn_torch.errors import UserError
 from cnn_torch.keras_rules.augment import augmentation, normalise_specs
@@ -97,8 +99,6 @@ FIT_CALL = ("history = fit(model, torch.nn.CrossEntropyLoss(), 'adam', train_ima
 
 def has_hooks(module: nn.Module) -> bool:
     """Whether a hook would see ``module`` run: one of its own, or one registered for every module."""
-    from torch.nn.modules import module as torch_module  # torch keeps the global hooks there
-
     own = (module._forward_pre_hooks, module._forward_hooks, module._backward_pre_hooks, module._backward_hooks)
     everyone = (torch_module._global_forward_pre_hooks, torch_module._global_forward_hooks,
                 torch_module._global_backward_pre_hooks, torch_module._global_backward_hooks)  # fmt: skip
