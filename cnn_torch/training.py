@@ -111,7 +111,7 @@ def fit(
     loss_fn = distributed.loss_for_rank(loss_fn, len(train_images), batch_size)
 
     # Around the loop, not in it: Ctrl-C finishes the batch then stops; the debugger (--break-at's hook on
-    # the loss, pdb's q); --trace narrates the first batch through hooks; CPU trainings take turns, a step each;
+    # the loss, pdb's q); --trace narrates the first batch through hooks; CPU trainings take turns, a few steps each;
     # malloc keeps freed memory (machinery/session.py)
     first_batch = epoch_order(len(train_images), shuffle, seed, initial_epoch)[:batch_size] if trace else None
     with training_session(model, loss_fn, optimizer, device, initial_epoch, steps, break_at, first_batch) as ctrl_c:

@@ -29,19 +29,8 @@ from torch import nn
 
 from cnn_torch import data, models
 from cnn_torch.keras_rules import optim
-from cnn_torch.keras_rules.layers import pooling_first_is_exact
+from cnn_torch.keras_rules.layers import running_order
 from cnn_torch.platform.device import as_float, autocast, keep_freed_memory
-
-
-def in_fit_order(model: nn.Sequential) -> list[nn.Module]:
-    """The layers in the order LessonModel.forward runs them: a ReLU after the MaxPool2d it precedes."""
-    layers, i = list(model), 0
-    while i < len(layers) - 1:
-        if pooling_first_is_exact(layers[i], layers[i + 1]):
-            layers[i], layers[i + 1] = layers[i + 1], layers[i]
-            i += 1
-        i += 1
-    return layers
 
 
 def main(argv=None) -> int:
@@ -56,7 +45,7 @@ def main(argv=None) -> int:
     train_images, train_labels = lesson.train_images.float() / 255.0, lesson.train_labels  # the lesson's arrays
     torch.manual_seed(0)
     model = models.cifar_model_small(num_classes=lesson.num_classes, input_shape=tuple(train_images.shape[1:]))
-    layers = in_fit_order(model)
+    layers = running_order(list(model))  # before the hooks: a hooked layer runs in the written order
     timed = nn.Sequential(*layers)
     optimizer = optim.make_optimizer("adam", model.parameters())
     loss_fn = nn.CrossEntropyLoss()

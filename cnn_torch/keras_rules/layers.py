@@ -115,6 +115,20 @@ def pooling_first_is_exact(first: nn.Module, second: nn.Module) -> bool:
     return not (has_hooks(first) or has_hooks(second))
 
 
+def running_order(layers: Sequence[nn.Module]) -> list[nn.Module]:
+    """``layers`` in the order ``LessonModel.forward`` runs them: each ReLU after the MaxPool2d it
+    precedes, where :func:`pooling_first_is_exact` says that changes no number."""
+    order, i = [], 0
+    while i < len(layers):
+        if i + 1 < len(layers) and pooling_first_is_exact(layers[i], layers[i + 1]):
+            order += [layers[i + 1], layers[i]]  # MaxPool2d, then ReLU: the same numbers as ReLU, then MaxPool2d
+            i += 2
+        else:
+            order.append(layers[i])
+            i += 1
+    return order
+
+
 class LessonModel(nn.Sequential):
     """An ``nn.Sequential`` that remembers how it was built.
 
@@ -139,14 +153,9 @@ class LessonModel(nn.Sequential):
         Layers with a hook of their own (feature maps, ``summary``) run in the written order, so
         each hook sees the tensor it expects.
         """
-        layers, x, i = list(self), images, 0
-        while i < len(layers):
-            if i + 1 < len(layers) and pooling_first_is_exact(layers[i], layers[i + 1]):
-                x = layers[i](layers[i + 1](x))  # MaxPool2d, then ReLU: the same numbers as ReLU, then MaxPool2d
-                i += 2
-            else:
-                x = layers[i](x)
-                i += 1
+        x = images
+        for layer in running_order(list(self)):
+            x = layer(x)
         return x
 
     # Keras's model methods: cnn-torch keeps the loop outside the model, so each answers in one line
