@@ -98,4 +98,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cnn_torch.cli.flags import run_main
+
+    sys.exit(run_main(lambda _: main(), None))  # a UserError (a bad --limit, say): one error line, no traceback

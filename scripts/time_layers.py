@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections import defaultdict
 
@@ -102,4 +103,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cnn_torch.cli.flags import run_main
+
+    sys.exit(run_main(lambda _: main(), None))  # a UserError (a bad --limit, say): one error line, no traceback
